@@ -1,0 +1,1 @@
+"""The sans-I/O core: plain objects, no sockets, no asyncio, no clock (time is an argument)."""

@@ -1,0 +1,151 @@
+"""The Book: the truth for every contest.
+
+It applies a partner's batch, keeps only what really changed (an unchanged price and size is
+no event), stamps the contest's next ``seq``, and keeps a bounded history of events. A change
+set larger than ``max_entries_per_event`` goes out as one ``refresh_required`` event with no
+entries; it takes the next ``seq`` like any event.
+
+An entry whose ``available`` drops to 0 leaves the book: the event carries it once with
+``available: 0`` and its price, and the book no longer lists it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from omflow.core.model import Batch, Change, LiquidityEvent, Number
+
+DEFAULT_MAX_ENTRIES_PER_EVENT = 1000
+DEFAULT_HISTORY = 1024
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the book holds for one liquidity hash."""
+
+    partner_id: str
+    price: float
+    available: Number
+    updated_at_ms: int
+
+
+class ContestBook:
+    """One contest's entries across partners, its ``seq`` and its recent events."""
+
+    __slots__ = ("_by_partner", "contest_id", "entries", "history", "seq", "updated_at_ms")
+
+    def __init__(self, contest_id: str, history: int = DEFAULT_HISTORY) -> None:
+        self.contest_id = contest_id
+        self.seq = 0
+        self.entries: dict[str, Entry] = {}
+        self._by_partner: dict[str, set[str]] = {}
+        self.history: deque[LiquidityEvent] = deque(maxlen=history)
+        self.updated_at_ms = 0
+
+    def apply(
+        self,
+        batch: Batch,
+        now_ms: int,
+        max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
+    ) -> LiquidityEvent | None:
+        """Apply one partner batch; return the event it causes, or ``None`` if nothing changed."""
+        partner_id = batch.partner_id
+        owned = self._by_partner.setdefault(partner_id, set())
+        changed: dict[str, Change] = {}
+        # Later duplicates of a hash in one batch win, as if published one after the other.
+        latest = {update.liquidity_hash: update for update in batch.entries}
+        for liquidity_hash, update in latest.items():
+            entry = self.entries.get(liquidity_hash)
+            if update.available <= 0:
+                if entry is None:
+                    continue  # removing what is not there changes nothing
+                del self.entries[liquidity_hash]
+                owned.discard(liquidity_hash)
+                changed[liquidity_hash] = Change(liquidity_hash, partner_id, update.price, 0)
+                continue
+            if entry is None:
+                self.entries[liquidity_hash] = Entry(
+                    partner_id, update.price, update.available, now_ms
+                )
+                owned.add(liquidity_hash)
+            elif entry.price == update.price and entry.available == update.available:
+                continue
+            else:
+                entry.price = update.price
+                entry.available = update.available
+                entry.updated_at_ms = now_ms
+            changed[liquidity_hash] = Change(
+                liquidity_hash, partner_id, update.price, update.available
+            )
+        if batch.full_book:
+            for liquidity_hash in owned - latest.keys():
+                gone = self.entries.pop(liquidity_hash)
+                changed[liquidity_hash] = Change(liquidity_hash, partner_id, gone.price, 0)
+            owned.intersection_update(latest.keys())
+        if not owned:
+            del self._by_partner[partner_id]
+        if not changed:
+            return None
+        return self._stamp(tuple(changed.values()), now_ms, max_entries_per_event)
+
+    def _stamp(
+        self, changes: tuple[Change, ...], now_ms: int, max_entries_per_event: int
+    ) -> LiquidityEvent:
+        self.seq += 1
+        self.updated_at_ms = now_ms
+        refresh = len(changes) > max_entries_per_event
+        event = LiquidityEvent(
+            contest_id=self.contest_id,
+            seq=self.seq,
+            changes=() if refresh else changes,
+            refresh_required=refresh,
+            timestamp_ms=now_ms,
+        )
+        self.history.append(event)
+        return event
+
+    def since(self, seq: int) -> list[LiquidityEvent] | None:
+        """Events after ``seq``, or ``None`` when the history no longer reaches back that far."""
+        if seq > self.seq:
+            return None  # the client saw events this book never had: its history was reset
+        if seq == self.seq:
+            return []
+        if seq < 0 or not self.history or self.history[0].seq > seq + 1:
+            return None
+        start = seq + 1 - self.history[0].seq
+        return [self.history[i] for i in range(start, len(self.history))]
+
+    def partners(self) -> Iterator[str]:
+        return iter(self._by_partner)
+
+
+class Book:
+    """Every contest's book, created on first publish."""
+
+    __slots__ = ("_contests", "history", "max_entries_per_event")
+
+    def __init__(
+        self,
+        max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
+        history: int = DEFAULT_HISTORY,
+    ) -> None:
+        self.max_entries_per_event = max_entries_per_event
+        self.history = history
+        self._contests: dict[str, ContestBook] = {}
+
+    def apply(self, batch: Batch, now_ms: int) -> LiquidityEvent | None:
+        book = self._contests.get(batch.contest_id)
+        if book is None:
+            book = self._contests[batch.contest_id] = ContestBook(batch.contest_id, self.history)
+        return book.apply(batch, now_ms, self.max_entries_per_event)
+
+    def get(self, contest_id: str) -> ContestBook | None:
+        return self._contests.get(contest_id)
+
+    def contest_ids(self) -> Iterable[str]:
+        return self._contests.keys()
+
+    def __len__(self) -> int:
+        return len(self._contests)

@@ -1,0 +1,91 @@
+"""Identifiers and the liquidity hash.
+
+A liquidity hash reads ``partner:contest:market:side:variant:participant:timeframe``, e.g.
+``kalshi:ct_abc123:mk_ml:side_home:var_0:p_kc:tf_full``. Its position hash is the same
+without the partner: the same bet across partners.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: A contest or partner id: 1-64 letters, digits, ``_`` or ``-`` (never ``:``).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SEGMENT = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
+_PREFIXES = ("mk_", "side_", "var_", "p_", "tf_")
+_MARKETS = {"ml": "moneyline", "sp": "spread", "tot": "total"}
+
+
+def is_valid_id(value: object) -> bool:
+    """True for a well-formed contest or partner id."""
+    return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class LiquidityHash:
+    """The seven segments of a liquidity hash, prefixes kept as on the wire."""
+
+    partner_id: str
+    contest_id: str
+    market: str
+    side: str
+    variant: str
+    participant: str
+    timeframe: str
+
+    @property
+    def position_hash(self) -> str:
+        return ":".join(
+            (
+                self.contest_id,
+                self.market,
+                self.side,
+                self.variant,
+                self.participant,
+                self.timeframe,
+            )
+        )
+
+    @property
+    def market_key(self) -> str:
+        code = self.market.removeprefix("mk_")
+        return _MARKETS.get(code, code)
+
+    @property
+    def side_key(self) -> str:
+        return self.side.removeprefix("side_")
+
+    @property
+    def variant_key(self) -> str:
+        return self.variant.removeprefix("var_")
+
+    @property
+    def timeframe_key(self) -> str:
+        return self.timeframe.removeprefix("tf_")
+
+
+def parse_liquidity_hash(value: object) -> LiquidityHash:
+    """Split and check a liquidity hash; raise ``ValueError`` saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError("liquidity_hash must be a string")
+    parts = value.split(":")
+    if len(parts) != 7:
+        raise ValueError(
+            f"liquidity_hash {value[:200]!r} must have 7 ':'-separated segments "
+            "(partner:contest:market:side:variant:participant:timeframe)"
+        )
+    partner_id, contest_id = parts[0], parts[1]
+    if not is_valid_id(partner_id):
+        raise ValueError(f"liquidity_hash {value!r}: bad partner segment")
+    if not is_valid_id(contest_id):
+        raise ValueError(f"liquidity_hash {value!r}: bad contest segment")
+    for segment, prefix in zip(parts[2:], _PREFIXES, strict=True):
+        if not segment.startswith(prefix) or _SEGMENT.fullmatch(segment) is None:
+            raise ValueError(f"liquidity_hash {value!r}: segment {segment!r} must start {prefix!r}")
+    return LiquidityHash(partner_id, contest_id, *parts[2:])
+
+
+def position_hash_of(liquidity_hash: str) -> str:
+    """The position hash of an already-validated liquidity hash."""
+    return liquidity_hash.partition(":")[2]

@@ -1,0 +1,24 @@
+"""Wire timestamps: ISO 8601 UTC with a ``Z``; time in the core is integer milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso_ms(ms: int) -> str:
+    """``2026-04-17T22:00:01.234Z``."""
+    seconds, millis = divmod(ms, 1000)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+
+
+def iso_s(ms: int) -> str:
+    """``2026-04-17T22:00:00Z``."""
+    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_ms(text: str) -> int:
+    """Parse an ISO 8601 timestamp (``Z`` or offset) back to milliseconds; ``ValueError`` if bad."""
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)

@@ -1,0 +1,95 @@
+"""Authentication at the edge: find the key in a request, look it up through a cache.
+
+Keys come as ``X-API-Key: KEY``, ``Authorization: Bearer KEY`` or ``?api_key=KEY`` (browsers
+cannot set headers on a WebSocket handshake). Lookups hit an in-memory map of digest → record
+that is reloaded from the store every ``refresh_s`` seconds, so a herd of reconnecting clients
+never waits on the database; a miss (a key created since the last reload) asks the store once.
+Revocations seen on reload are reported, so their connections can be closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from omflow.core.keys import KeyRecord, digest, matches
+from omflow.keystore.base import KeyStore
+from omflow.server.http import Request
+
+log = logging.getLogger("omflow.auth")
+
+
+def _live(secret: str, record: KeyRecord | None) -> KeyRecord | None:
+    """``record`` if it is this secret's (compared in constant time) and not revoked."""
+    if record is None or record.revoked or not matches(secret, record.digest):
+        return None
+    return record
+
+
+def key_from(request: Request) -> str | None:
+    """The API key a request carries, if any."""
+    header = request.headers.get("x-api-key")
+    if header:
+        return header.strip()
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.query.get("api_key") or None
+
+
+class KeyCache:
+    """Digest → key record, kept fresh from the store."""
+
+    def __init__(
+        self,
+        store: KeyStore,
+        on_revoked: Callable[[KeyRecord], None],
+        refresh_s: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.on_revoked = on_revoked
+        self.refresh_s = refresh_s
+        self._by_digest: dict[str, KeyRecord] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def cached(self, secret: str) -> KeyRecord | None:
+        """A live key from the cache, without I/O (``None``: unknown, revoked, or not loaded)."""
+        return _live(secret, self._by_digest.get(digest(secret)))
+
+    async def lookup(self, secret: str) -> KeyRecord | None:
+        """A live key for ``secret``, or ``None``."""
+        hashed = digest(secret)
+        record = self._by_digest.get(hashed)
+        if record is None:
+            record = await self.store.find(hashed)
+            if record is not None:
+                self._by_digest[hashed] = record
+        return _live(secret, record)
+
+    async def reload(self) -> None:
+        records = await self.store.list_keys()
+        fresh = {record.digest: record for record in records}
+        for hashed, record in fresh.items():
+            before = self._by_digest.get(hashed)
+            if record.revoked and (before is None or not before.revoked):
+                self.on_revoked(record)
+        self._by_digest = fresh
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_s)
+            try:
+                await self.reload()
+            except Exception:
+                log.exception("reloading API keys failed; keeping the previous set")

@@ -1,0 +1,274 @@
+"""The REST API: an explicit route table, the SPEC's envelope, and the handlers.
+
+Every success is ``{"data", "pagination"?, "meta"}``; every error ``{"error": {"code",
+"message"}}`` with its status. Routes name the scope they need: no key, or a bad or revoked
+one, is ``401``; a key without the scope ``403``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from omflow.core.catalog import decode_cursor
+from omflow.core.ingest import IngestError, parse_publish
+from omflow.core.keys import KeyRecord, Scope
+from omflow.core.model import Contest, League, Participant
+from omflow.core.positions import positions
+from omflow.core.timefmt import iso_ms, iso_s, parse_iso_ms
+from omflow.server.http import Request, Response, error_response, json_response
+
+if TYPE_CHECKING:
+    from omflow.server.app import App
+
+API = "/flow/v1"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+Handler = Callable[["App", Request, dict[str, str], KeyRecord | None], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    scope: Scope | None  # None: no key needed
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def envelope(
+    app: App, data: Any, pagination: dict[str, Any] | None = None, **meta: Any
+) -> Response:
+    body: dict[str, Any] = {"data": data}
+    if pagination is not None:
+        body["pagination"] = pagination
+    body["meta"] = {"timestamp": iso_s(app.clock_ms()), "api_version": "v1", **meta}
+    return json_response(200, body)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise ApiError(
+            400, "invalid_request", f"limit must be a whole number from 1 to {MAX_LIMIT}"
+        )
+    return int(raw)
+
+
+def _time(request: Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_iso_ms(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"{name} must be an ISO 8601 timestamp") from None
+
+
+# --- serializers ------------------------------------------------------------------------------
+
+
+def league_json(league: League) -> dict[str, Any]:
+    return {
+        "id": league.id,
+        "name": league.name,
+        "participant_type": league.participant_type,
+        "status": league.status,
+    }
+
+
+def participant_json(participant: Participant) -> dict[str, Any]:
+    return {
+        "id": participant.id,
+        "name": participant.name,
+        "abbreviation": participant.abbreviation,
+        "league_id": participant.league_id,
+    }
+
+
+def contest_json(app: App, contest: Contest) -> dict[str, Any]:
+    book = app.book.get(contest.id)
+    return {
+        "id": contest.id,
+        "title": contest.title or None,
+        "starts_at": iso_ms(contest.starts_at_ms) if contest.starts_at_ms >= 0 else None,
+        "status": contest.status,
+        "league_id": contest.league_id or None,
+        "participants": list(contest.participants),
+        "seq": book.seq if book is not None else 0,
+    }
+
+
+# --- handlers --------------------------------------------------------------------------------
+
+
+async def healthz(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    return json_response(200, {"status": "ok"})
+
+
+async def readyz(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    if not app.ready:
+        return error_response(503, "not_ready", "starting up or shutting down")
+    return json_response(200, {"status": "ready", "connections": len(app.gateway.connections)})
+
+
+async def metrics(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    return Response(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
+
+
+async def list_leagues(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    leagues = sorted(app.catalog.leagues.values(), key=lambda x: x.id)
+    return envelope(app, [league_json(x) for x in leagues])
+
+
+async def get_league(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    league = app.catalog.leagues.get(params["id"])
+    if league is None:
+        raise ApiError(404, "not_found", f"no league {params['id']!r}")
+    return envelope(app, league_json(league))
+
+
+async def list_participants(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    league_id = request.query.get("league_id")
+    if not league_id:
+        raise ApiError(400, "invalid_request", "league_id is required")
+    found = sorted(
+        (p for p in app.catalog.participants.values() if p.league_id == league_id),
+        key=lambda x: x.id,
+    )
+    return envelope(app, [participant_json(p) for p in found])
+
+
+async def get_participant(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    participant = app.catalog.participants.get(params["id"])
+    if participant is None:
+        raise ApiError(404, "not_found", f"no participant {params['id']!r}")
+    return envelope(app, participant_json(participant))
+
+
+async def list_contests(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    limit = _limit(request)
+    cursor = request.query.get("cursor")
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except ValueError:
+        raise ApiError(400, "invalid_request", "cursor is not one this server issued") from None
+    page = app.catalog.page(
+        app.book.contest_ids(),
+        limit=limit,
+        cursor=after,
+        league_id=request.query.get("league_id"),
+        status=request.query.get("status"),
+        starts_after_ms=_time(request, "starts_after"),
+        starts_before_ms=_time(request, "starts_before"),
+    )
+    return envelope(
+        app,
+        [contest_json(app, c) for c in page.items],
+        {"next_cursor": page.next_cursor, "has_more": page.next_cursor is not None, "limit": limit},
+    )
+
+
+async def get_contest(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    contest = _contest(app, params["id"])
+    return envelope(app, contest_json(app, contest))
+
+
+async def contest_liquidity(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    contest = _contest(app, params["id"])
+    book = app.book.get(contest.id)
+    data = positions(book) if book is not None else []
+    return envelope(app, data, seq=book.seq if book is not None else 0, contest_id=contest.id)
+
+
+async def publish(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    try:
+        batch = parse_publish(params["partner_id"], request.body)
+    except IngestError as error:
+        raise ApiError(400, "invalid_request", str(error)) from None
+    event = app.ingest(batch)
+    book = app.book.get(batch.contest_id)
+    return envelope(
+        app,
+        {
+            "contest_id": batch.contest_id,
+            "accepted": len(batch.entries),
+            "changed": len(event.changes) if event is not None else 0,
+            "refresh_required": event.refresh_required if event is not None else False,
+            "seq": book.seq if book is not None else 0,
+        },
+    )
+
+
+def _contest(app: App, contest_id: str) -> Contest:
+    contest = app.catalog.contest(contest_id, published=app.book.get(contest_id) is not None)
+    if contest is None:
+        raise ApiError(404, "not_found", f"no contest {contest_id!r}")
+    return contest
+
+
+def _route(method: str, path: str, handler: Handler, scope: Scope | None) -> Route:
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", path)
+    return Route(method, re.compile(pattern + "$"), handler, scope)
+
+
+ROUTES: list[Route] = [
+    _route("GET", "/healthz", healthz, None),
+    _route("GET", "/readyz", readyz, None),
+    _route("GET", "/metrics", metrics, None),
+    _route("GET", f"{API}/leagues", list_leagues, Scope.STREAM),
+    _route("GET", f"{API}/leagues/{{id}}", get_league, Scope.STREAM),
+    _route("GET", f"{API}/participants", list_participants, Scope.STREAM),
+    _route("GET", f"{API}/participants/{{id}}", get_participant, Scope.STREAM),
+    _route("GET", f"{API}/contests", list_contests, Scope.STREAM),
+    _route("GET", f"{API}/contests/{{id}}", get_contest, Scope.STREAM),
+    _route("GET", f"{API}/contests/{{id}}/liquidity", contest_liquidity, Scope.STREAM),
+    _route("POST", f"{API}/partners/{{partner_id}}/liquidity", publish, Scope.PUBLISH),
+]
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | ApiError:
+    """The route for a request, or the error to answer (404, or 405 naming allowed methods)."""
+    allowed = []
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found is None:
+            continue
+        if route.method == method or (method == "HEAD" and route.method == "GET"):
+            return route, found.groupdict()
+        allowed.append(route.method)
+    if allowed:
+        return ApiError(405, "method_not_allowed", f"use {' or '.join(allowed)} on {path}")
+    return ApiError(404, "not_found", f"no such endpoint: {path}")

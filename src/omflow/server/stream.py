@@ -1,0 +1,171 @@
+"""One WebSocket client on ``/flow/v1/stream``: bytes in, messages to the gateway, frames out.
+
+The ``websockets`` sans-I/O protocol reads frames, answers pings and runs the closing
+handshake. What this connection sends goes through its ``Outbox`` and leaves in one write per
+loop turn (see ``Gateway.flush``). Flow control is the transport's: when its write buffer passes
+the high-water mark (``pause_writing``) the outbox starts conflating and reading from the
+client stops, until the buffer drains (``resume_writing``) or the gateway's deadline closes the
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from websockets.frames import Frame, Opcode
+from websockets.protocol import SEND_EOF, State
+from websockets.server import ServerProtocol
+
+from omflow.core.frames import text_frame
+from omflow.core.keys import KeyRecord
+from omflow.core.outbox import Outbox
+
+if TYPE_CHECKING:
+    from omflow.server.gateway import Gateway
+
+log = logging.getLogger("omflow.stream")
+
+#: How long a closing connection may take to finish the closing handshake before it is dropped.
+CLOSE_TIMEOUT_S = 2.0
+
+
+class StreamConnection(asyncio.Protocol):
+    """A subscribed client. Hashable by identity: the subscription registry keys on it."""
+
+    __slots__ = (
+        "_close_timer",
+        "_fragments",
+        "awaiting_pong",
+        "client",
+        "closed",
+        "dirty",
+        "gateway",
+        "key",
+        "outbox",
+        "slow_timer",
+        "transport",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        key: KeyRecord,
+        transport: asyncio.Transport,
+        ws: ServerProtocol,
+        outbox: Outbox,
+        client: str,
+    ) -> None:
+        self.gateway = gateway
+        self.key = key
+        self.transport = transport
+        self.ws = ws
+        self.outbox = outbox
+        self.client = client
+        self.awaiting_pong = False
+        self.dirty = False
+        self.closed = False
+        self._fragments: list[bytes] | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self.slow_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol ------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        ws.receive_data(data)
+        for event in ws.events_received():
+            if isinstance(event, Frame):
+                self._on_frame(event)
+        self._take_protocol_writes()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._take_protocol_writes()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for timer in (self._close_timer, self.slow_timer):
+            if timer is not None:
+                timer.cancel()
+        self.gateway.remove(self)
+
+    def pause_writing(self) -> None:
+        self.gateway.fell_behind(self)
+
+    def resume_writing(self) -> None:
+        self.gateway.caught_up(self)
+
+    # frames ----------------------------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        opcode = frame.opcode
+        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+            if frame.fin:
+                self.gateway.on_message(self, bytes(frame.data))
+            else:
+                self._fragments = [bytes(frame.data)]
+        elif opcode is Opcode.CONT:
+            if self._fragments is not None:
+                self._fragments.append(bytes(frame.data))
+                if frame.fin:
+                    message, self._fragments = b"".join(self._fragments), None
+                    self.gateway.on_message(self, message)
+        elif opcode is Opcode.PONG:
+            self.awaiting_pong = False
+
+    def _take_protocol_writes(self) -> None:
+        """Queue what the protocol wants sent (pongs, close frames); close on its EOF."""
+        for data in self.ws.data_to_send():
+            if data is SEND_EOF or data == SEND_EOF:
+                self.gateway.flush_now(self)
+                self._close_transport()
+                return
+            self.send_raw(data)
+        if self.ws.close_expected() and self._close_timer is None:
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self.abort)
+
+    # sending ---------------------------------------------------------------------------------
+
+    def send(self, payload: bytes) -> None:
+        """Queue one JSON message for this client."""
+        self.send_raw(text_frame(payload))
+
+    def send_raw(self, frame: bytes) -> None:
+        if self.outbox.push(frame):
+            self.gateway.mark_dirty(self)
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake; the connection is dropped if it does not finish."""
+        if self.closed or self.ws.state is not State.OPEN:
+            return
+        self.ws.send_close(code, reason)
+        self._take_protocol_writes()
+
+    def terminate(self, code: int, reason: str) -> None:
+        """Close without waiting for the peer: a close frame if the socket takes one, then drop."""
+        if self.closed:
+            return
+        if not self.outbox.behind and self.ws.state is State.OPEN:
+            self.ws.send_close(code, reason)
+            for data in self.ws.data_to_send():
+                if data:
+                    self.send_raw(data)
+            self.gateway.flush_now(self)
+            self._close_transport()
+            loop = asyncio.get_running_loop()
+            self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self.abort)
+        else:
+            self.abort()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.transport.abort()
+
+    def _close_transport(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
