@@ -16,6 +16,8 @@ from typing import Any
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request as WsRequest
+from websockets.protocol import Protocol as WsProtocol
+from websockets.protocol import Side
 from websockets.server import ServerProtocol
 
 from omflow.broker.base import Broker
@@ -263,9 +265,10 @@ class App:
             assert refusal is not None
             http.respond_and_close(request, refusal, started)
             return
-        ws = ServerProtocol(max_size=self.settings.max_message_bytes, logger=_ws_logger)
-        handshake = ws.accept(WsRequest(request.raw_url, Headers(request.headers)))
-        ws.send_response(handshake)
+        # The handshake is checked and answered by websockets; we parsed the request already, so
+        # the frames that follow go to a fresh protocol in the OPEN state.
+        handshaker = ServerProtocol(logger=_ws_logger)
+        handshake = handshaker.accept(WsRequest(request.raw_url, Headers(request.headers)))
         if handshake.status_code != 101:
             http.respond_and_close(
                 request,
@@ -275,8 +278,8 @@ class App:
                 started,
             )
             return
-        for data in ws.data_to_send():
-            transport.write(data)
+        transport.write(handshake.serialize())
+        ws = WsProtocol(Side.SERVER, max_size=self.settings.max_message_bytes, logger=_ws_logger)
         conn = StreamConnection(
             self.gateway, key, transport, ws, self.gateway.outbox(), http.client
         )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import SEND_EOF, State
-from websockets.server import ServerProtocol
+from websockets.protocol import Protocol
 
 from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
@@ -54,7 +54,7 @@ class StreamConnection(asyncio.Protocol):
         gateway: Gateway,
         key: KeyRecord,
         transport: asyncio.Transport,
-        ws: ServerProtocol,
+        ws: Protocol,
         outbox: Outbox,
         client: str,
     ) -> None:

@@ -1,0 +1,180 @@
+"""Shared fixtures: a real omflow server on loopback, real keys, a real HTTP client.
+
+The server runs in the test's event loop (uvloop, as in production) on an ephemeral port; every
+client talks to it over a real TCP socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import uvloop
+
+from omflow.core.keys import KeyRecord, parse_scopes
+from omflow.keystore.sqlite import SqliteKeyStore
+from omflow.server.app import App
+from omflow.settings import Settings
+
+REQUIRE_SERVICES = os.environ.get("OMFLOW_REQUIRE_SERVICES") == "1"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """Run every async test on uvloop, the loop production uses."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
+@dataclass
+class HttpReply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+async def http(
+    port: int,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> HttpReply:
+    """One HTTP/1.1 request over a fresh loopback connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        lines = [f"{method} {path} HTTP/1.1", "host: 127.0.0.1", "connection: close"]
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        if body is not None:
+            lines.append(f"content-length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+        await writer.drain()
+        status_line = await reader.readline()
+        status = int(status_line.split()[1])
+        reply_headers: dict[str, str] = {}
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            reply_headers[name.strip().lower()] = value.strip()
+        length = int(reply_headers.get("content-length", "0"))
+        data = await reader.readexactly(length) if length else b""
+        return HttpReply(status, reply_headers, data)
+    finally:
+        writer.close()
+
+
+@dataclass
+class Server:
+    """A running omflow app and helpers to drive it."""
+
+    app: App
+    store: SqliteKeyStore
+    publisher: str = ""
+    keys: list[KeyRecord] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return self.app.port
+
+    def url(self, secret: str | None = None) -> str:
+        base = f"ws://127.0.0.1:{self.port}/flow/v1/stream"
+        return f"{base}?api_key={secret}" if secret else base
+
+    async def key(self, scopes: str = "stream", max_connections: int = 3, org: str = "acme") -> str:
+        record, secret = await self.store.create_key(
+            organization_name=org,
+            scopes=parse_scopes(scopes),
+            max_connections=max_connections,
+            now_ms=self.app.clock_ms(),
+        )
+        self.keys.append(record)
+        return secret
+
+    async def get(self, path: str, secret: str | None = None) -> HttpReply:
+        headers = {"x-api-key": secret} if secret else {}
+        return await http(self.port, "GET", path, headers=headers)
+
+    async def publish(
+        self,
+        contest_id: str,
+        entries: list[dict[str, Any]],
+        *,
+        partner_id: str = "kalshi",
+        full_book: bool = False,
+    ) -> HttpReply:
+        """Publish through the REST ingest, as a partner would."""
+        if not self.publisher:
+            self.publisher = await self.key("publish")
+        body = orjson.dumps({"contest_id": contest_id, "entries": entries, "full_book": full_book})
+        reply = await http(
+            self.port,
+            "POST",
+            f"/flow/v1/partners/{partner_id}/liquidity",
+            headers={"x-api-key": self.publisher, "content-type": "application/json"},
+            body=body,
+        )
+        assert reply.status == 200, reply.body
+        return reply
+
+
+def entry(
+    contest_id: str,
+    price: float,
+    available: float,
+    *,
+    partner_id: str = "kalshi",
+    market: str = "mk_ml",
+    side: str = "side_home",
+    variant: str = "var_0",
+    participant: str = "p_kc",
+    timeframe: str = "tf_full",
+) -> dict[str, Any]:
+    """A publish entry with a well-formed liquidity hash."""
+    liquidity_hash = ":".join(
+        (partner_id, contest_id, market, side, variant, participant, timeframe)
+    )
+    return {"liquidity_hash": liquidity_hash, "price": price, "available": available}
+
+
+ServerFactory = Callable[..., Awaitable[Server]]
+
+
+@pytest.fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+    """Start servers with settings overrides; every one is stopped after the test."""
+    running: list[tuple[App, SqliteKeyStore]] = []
+
+    async def start(**overrides: Any) -> Server:
+        data_dir = tmp_path / f"server{len(running)}"
+        values: dict[str, Any] = {
+            "port": 0,
+            "data_dir": data_dir,
+            "feed": "none",
+            "key_refresh": 0.1,
+            "access_log": False,
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        store = await SqliteKeyStore.open(settings.keys_path)
+        app = App(settings, store)
+        await app.start()
+        running.append((app, store))
+        return Server(app, store)
+
+    yield start
+    for app, store in reversed(running):
+        await app.stop()
+        await store.close()
+
+
+@pytest.fixture
+async def server(make_server: ServerFactory) -> Server:
+    """A server on defaults: no feed, in-memory broker, SQLite keys in a temporary folder."""
+    return await make_server()
