@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import websockets
-
 from tests.conftest import Server, entry
 
 

@@ -15,8 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from websockets.frames import Frame, Opcode
-from websockets.protocol import SEND_EOF, State
-from websockets.protocol import Protocol
+from websockets.protocol import SEND_EOF, Protocol, State
 
 from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
