@@ -146,6 +146,15 @@ def entry(
 ServerFactory = Callable[..., Awaitable[Server]]
 
 
+async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until ``condition()`` holds, checking every loop tick for up to ``within`` s.
+
+    For state that has no event to await (a server-side count reaching a value)."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - polled state, not an event we own
+            await asyncio.sleep(0.005)
+
+
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start servers with settings overrides; every one is stopped after the test."""

@@ -12,6 +12,7 @@ a connection that never catches up is closed by the gateway after a deadline.
 
 from __future__ import annotations
 
+from omflow.core.frames import text_frame
 from omflow.core.model import Change, LiquidityEvent
 from omflow.core.protocol import encode_refresh, encode_update
 
@@ -97,11 +98,10 @@ class Outbox:
             return 0
         for contest_id, seq in seqs.items():
             if contest_id in refresh:
-                self.push(encode_refresh(contest_id, seq, now_ms))
+                payload = encode_refresh(contest_id, seq, now_ms)
             else:
-                self.push(
-                    encode_update(contest_id, seq, list(backlog[contest_id].values()), now_ms)
-                )
+                payload = encode_update(contest_id, seq, list(backlog[contest_id].values()), now_ms)
+            self.push(text_frame(payload))
         return len(refresh)
 
     @property

@@ -60,6 +60,7 @@ class GatewayStats:
     refreshes: int = 0
     slow_disconnects: int = 0
     heartbeat_timeouts: int = 0
+    pings: int = 0
     client_errors: int = 0
 
 
@@ -223,6 +224,10 @@ class Gateway:
         stats.bytes_out += len(data)
         stats.writes += 1
         conn.transport.write(data)
+        if conn.outbox.behind and not conn.paused:
+            # Behind only because of one turn's burst, and the socket took it all: no
+            # resume_writing will come, so send the conflated backlog now.
+            self.caught_up(conn)
 
     # slow consumers --------------------------------------------------------------------------
 
@@ -269,6 +274,7 @@ class Gateway:
                 conn.terminate(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
                 continue
             conn.awaiting_pong = True
+            self.stats.pings += 1
             conn.ws.send_ping(b"")
             for data in conn.ws.data_to_send():
                 conn.send_raw(data)

@@ -43,6 +43,7 @@ class StreamConnection(asyncio.Protocol):
         "gateway",
         "key",
         "outbox",
+        "paused",
         "slow_timer",
         "transport",
         "ws",
@@ -64,6 +65,7 @@ class StreamConnection(asyncio.Protocol):
         self.outbox = outbox
         self.client = client
         self.awaiting_pong = False
+        self.paused = False  # the transport's write buffer is above its high-water mark
         self.dirty = False
         self.closed = False
         self._fragments: list[bytes] | None = None
@@ -93,9 +95,11 @@ class StreamConnection(asyncio.Protocol):
         self.gateway.remove(self)
 
     def pause_writing(self) -> None:
+        self.paused = True
         self.gateway.fell_behind(self)
 
     def resume_writing(self) -> None:
+        self.paused = False
         self.gateway.caught_up(self)
 
     # frames ----------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""A deliberately minimal WebSocket client over a raw socket, for misbehaving-client tests.
+
+Well-behaved client libraries answer pings and read eagerly; these tests need a client that
+does neither, so this one does only what each test asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import struct
+
+import orjson
+
+
+class RawClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, secret: str, rcvbuf: int | None = None) -> RawClient:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            # A small receive window makes a non-reading client back up the server quickly.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        # A small limit: asyncio stops reading the socket once 2 x limit bytes are buffered, so a
+        # client that does not call read_* really stops reading.
+        reader, writer = await asyncio.open_connection(sock=sock, limit=16 * 1024)
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            (
+                f"GET /flow/v1/stream?api_key={secret} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(head.decode("latin-1"))
+        return cls(reader, writer)
+
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        mask = os.urandom(4)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.writer.write(head + mask + masked)
+
+    def send_json(self, message: object) -> None:
+        self.send_frame(0x1, orjson.dumps(message))
+
+    async def read_frame(self) -> tuple[int, bytes]:
+        """The next frame: (opcode, payload). Raises IncompleteReadError at EOF."""
+        b0, b1 = await self.reader.readexactly(2)
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", await self.reader.readexactly(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", await self.reader.readexactly(8))
+        return b0 & 0x0F, await self.reader.readexactly(n)
+
+    async def read_json(self) -> dict[str, object]:
+        """The next text message, skipping control frames."""
+        while True:
+            opcode, payload = await self.read_frame()
+            if opcode == 0x1:
+                result: dict[str, object] = orjson.loads(payload)
+                return result
+            if opcode == 0x8:
+                raise ConnectionError(f"closed: {payload!r}")
+
+    def close(self) -> None:
+        self.writer.close()
