@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from omflow.feeds.demo import DemoMarket
@@ -39,7 +38,5 @@ class DemoFeed:
             # Fixed-rate ticks: a slow step does not push every later step back.
             next_at += interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            started = time.perf_counter()
             for batch in self.market.step(self.app.clock_ms()):
                 self.app.ingest(batch)
-            self.app.feed_lag_ms["demo"] = int((time.perf_counter() - started) * 1000)

@@ -27,10 +27,11 @@ from omflow.core.catalog import Catalog
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.model import Batch, LiquidityEvent
 from omflow.keystore.base import KeyStore
-from omflow.server import rest
+from omflow.server import metrics, rest
 from omflow.server.auth import KeyCache, key_from
 from omflow.server.gateway import Gateway, GatewayLimits
 from omflow.server.http import HttpConnection, Request, Response, access_log, error_response
+from omflow.server.metrics import PartnerStats
 from omflow.server.stream import StreamConnection
 from omflow.settings import Settings
 
@@ -77,7 +78,7 @@ class App:
         self.ready = False
         self.port = settings.port
         self.http_connections: set[HttpConnection] = set()
-        self.feed_lag_ms: dict[str, int] = {}
+        self.partners: dict[str, PartnerStats] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -147,6 +148,12 @@ class App:
 
     def ingest(self, batch: Batch) -> LiquidityEvent | None:
         """Apply a partner batch to the book and publish what changed."""
+        partner = self.partners.get(batch.partner_id)
+        if partner is None:
+            partner = self.partners[batch.partner_id] = PartnerStats()
+        partner.publishes += 1
+        partner.entries += len(batch.entries)
+        partner.last_publish = time.monotonic()
         event = self.book.apply(batch, self.clock_ms())
         if event is not None:
             self.broker.publish(event)
@@ -290,73 +297,8 @@ class App:
         if rest_:
             conn.data_received(rest_)
 
-    # metrics ---------------------------------------------------------------------------------
-
     def metrics_text(self) -> str:
-        stats = self.gateway.stats
-        lines = [
-            (
-                "omflow_connections",
-                "gauge",
-                "Open stream connections",
-                len(self.gateway.connections),
-            ),
-            (
-                "omflow_subscriptions",
-                "gauge",
-                "Subscriptions (connection, contest)",
-                self.gateway.liquidity.count(),
-            ),
-            ("omflow_contests", "gauge", "Contests in the book", len(self.book)),
-            ("omflow_events_total", "counter", "Book events published", stats.events),
-            (
-                "omflow_deliveries_total",
-                "counter",
-                "Events queued to subscribers",
-                stats.deliveries,
-            ),
-            (
-                "omflow_bytes_out_total",
-                "counter",
-                "Bytes written to stream sockets",
-                stats.bytes_out,
-            ),
-            ("omflow_writes_total", "counter", "write() calls on stream sockets", stats.writes),
-            (
-                "omflow_conflations_total",
-                "counter",
-                "Events conflated for slow consumers",
-                stats.conflations,
-            ),
-            (
-                "omflow_refreshes_total",
-                "counter",
-                "refresh_required sent to one connection",
-                stats.refreshes,
-            ),
-            (
-                "omflow_slow_consumer_disconnects_total",
-                "counter",
-                "Connections closed for not reading",
-                stats.slow_disconnects,
-            ),
-            (
-                "omflow_heartbeat_timeouts_total",
-                "counter",
-                "Connections closed for a missed pong",
-                stats.heartbeat_timeouts,
-            ),
-            (
-                "omflow_client_errors_total",
-                "counter",
-                "error messages sent to clients",
-                stats.client_errors,
-            ),
-        ]
-        out = []
-        for name, kind, help_text, value in lines:
-            out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-        return "\n".join(out) + "\n"
+        return metrics.render(self)
 
 
 _ws_logger = logging.getLogger("omflow.websocket")

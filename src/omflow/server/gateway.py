@@ -28,6 +28,7 @@ from omflow.core.model import LiquidityEvent
 from omflow.core.outbox import Outbox
 from omflow.core.protocol import ClientError, Ping, Subscribe, Unsubscribe
 from omflow.core.subscriptions import Subscriptions
+from omflow.server.metrics import Histogram
 from omflow.server.stream import StreamConnection
 
 log = logging.getLogger("omflow.gateway")
@@ -80,6 +81,8 @@ class Gateway:
         self.connections: set[StreamConnection] = set()
         self.by_key: dict[str, set[StreamConnection]] = {}
         self.stats = GatewayStats()
+        self.latency = Histogram()
+        self._turn_started: list[float] = []  # when each event of this loop turn arrived
         self._dirty: list[StreamConnection] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -175,6 +178,7 @@ class Gateway:
         self.stats.events += 1
         if not subscribers:
             return
+        self._turn_started.append(time.perf_counter())
         frame = text_frame(msg.encode_event(event))
         dirty = self._dirty
         n = 0
@@ -211,6 +215,11 @@ class Gateway:
         for conn in dirty:
             conn.dirty = False
             self._write(conn, stats)
+        if self._turn_started:
+            done = time.perf_counter()
+            for started in self._turn_started:
+                self.latency.observe(done - started)
+            self._turn_started.clear()
 
     def flush_now(self, conn: StreamConnection) -> None:
         """Write one connection's queue at once (before a close)."""

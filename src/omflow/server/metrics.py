@@ -1,0 +1,114 @@
+"""Prometheus text exposition for ``/metrics``: counters and gauges of the gateway, a
+publish→send latency histogram, and per-partner ingest figures."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from omflow.server.app import App
+
+#: Seconds; from 50 µs (a quiet server) to 1 s (something is badly wrong).
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+)  # fmt: skip
+
+
+class Histogram:
+    """A cumulative-bucket histogram, as Prometheus reads them."""
+
+    __slots__ = ("bounds", "count", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.count = 0
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.total += value
+
+    def lines(self, name: str) -> Iterable[str]:
+        running = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += n
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            yield f'{name}_bucket{{le="{le}"}} {running}'
+        yield f"{name}_sum {self.total}"
+        yield f"{name}_count {self.count}"
+
+
+@dataclass(slots=True)
+class PartnerStats:
+    publishes: int = 0
+    entries: int = 0
+    last_publish: float = field(default_factory=time.monotonic)
+
+
+def render(app: App) -> str:
+    """The whole ``/metrics`` page."""
+    gateway = app.gateway
+    stats = gateway.stats
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, value: float | int) -> None:
+        out.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"))
+
+    metric("omflow_connections", "gauge", "Open stream connections", len(gateway.connections))
+    metric(
+        "omflow_subscriptions", "gauge", "Subscriptions (connection, contest)",
+        gateway.liquidity.count(),
+    )  # fmt: skip
+    metric("omflow_contests", "gauge", "Contests in the book", len(app.book))
+    metric("omflow_events_total", "counter", "Book events published", stats.events)
+    metric("omflow_deliveries_total", "counter", "Events queued to subscribers", stats.deliveries)
+    metric("omflow_bytes_out_total", "counter", "Bytes written to stream sockets", stats.bytes_out)
+    metric("omflow_writes_total", "counter", "write() calls on stream sockets", stats.writes)
+    metric(
+        "omflow_conflations_total", "counter", "Events conflated for slow consumers",
+        stats.conflations,
+    )  # fmt: skip
+    metric(
+        "omflow_refreshes_total", "counter", "refresh_required sent to one connection",
+        stats.refreshes,
+    )  # fmt: skip
+    metric(
+        "omflow_slow_consumer_disconnects_total", "counter",
+        "Connections closed for not reading", stats.slow_disconnects,
+    )  # fmt: skip
+    metric(
+        "omflow_heartbeat_timeouts_total", "counter", "Connections closed for a missed pong",
+        stats.heartbeat_timeouts,
+    )  # fmt: skip
+    metric(
+        "omflow_client_errors_total", "counter", "error messages sent to clients",
+        stats.client_errors,
+    )  # fmt: skip
+    name = "omflow_publish_to_send_seconds"
+    out += [
+        f"# HELP {name} From an event reaching the gateway to its bytes handed to the sockets",
+        f"# TYPE {name} histogram",
+        *gateway.latency.lines(name),
+    ]
+    now = time.monotonic()
+    partners = sorted(app.partners.items())
+    for name, help_text, kind in (
+        ("omflow_partner_publishes_total", "Batches ingested per partner", "counter"),
+        ("omflow_partner_entries_total", "Entries ingested per partner", "counter"),
+        ("omflow_partner_staleness_seconds", "Seconds since a partner last published", "gauge"),
+    ):
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for partner_id, p in partners:
+            value = {
+                "omflow_partner_publishes_total": p.publishes,
+                "omflow_partner_entries_total": p.entries,
+                "omflow_partner_staleness_seconds": round(now - p.last_publish, 3),
+            }[name]
+            out.append(f'{name}{{partner_id="{partner_id}"}} {value}')
+    return "\n".join(out) + "\n"
