@@ -23,8 +23,8 @@ run: $(VENV)/.installed-run  ## start the server with the demo feed and print a 
 	$(BIN)/omflow serve --feed demo --port $(PORT) --demo-key
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
 	$(BIN)/mypy --strict src
 
 test: lint  ## lint, type-check and run the whole suite

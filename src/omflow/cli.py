@@ -233,6 +233,9 @@ async def _create(store: KeyStore, args: argparse.Namespace) -> int:
     if args.max_connections < 1:
         print("omflow: --max-connections must be at least 1", file=sys.stderr)
         return 2
+    if not args.org.strip():
+        print("omflow: --org must name an organisation", file=sys.stderr)
+        return 2
     record, secret = await store.create_key(
         organization_name=args.org,
         scopes=scopes,

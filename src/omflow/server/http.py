@@ -3,7 +3,8 @@
 httptools parses; this module only moves bytes. Requests on one connection are answered in
 order (pipelining allowed, bounded); a ``GET`` with ``Upgrade: websocket`` is handed to the
 ``Handler``, which takes the transport over. Limits: a request head above ``MAX_HEAD_BYTES`` is
-``431``, a body above the configured maximum ``413``, anything unparsable ``400``.
+``431``, a body above the configured maximum ``413``, anything unparsable ``400``. Such an
+error is answered after the requests before it on the connection, then the connection closes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ log = logging.getLogger("omflow.access")
 MAX_HEAD_BYTES = 16 * 1024
 MAX_PIPELINED = 16
 KEEPALIVE_TIMEOUT_S = 75.0
+#: After an error response, how long the client has to stop sending before the socket closes.
+LINGER_S = 2.0
 
 
 @dataclass(slots=True)
@@ -58,7 +61,8 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": {"code": code, "message": message}})
 
 
-def encode_response(response: Response, keep_alive: bool) -> bytes:
+def encode_response(response: Response, keep_alive: bool, with_body: bool = True) -> bytes:
+    """The response's bytes; ``with_body=False`` for ``HEAD``, whose answer has headers only."""
     status = HTTPStatus(response.status)
     lines = [
         f"HTTP/1.1 {status.value} {status.phrase}",
@@ -69,7 +73,8 @@ def encode_response(response: Response, keep_alive: bool) -> bytes:
     lines.extend(f"{name}: {value}" for name, value in response.headers)
     if not keep_alive:
         lines.append("connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + response.body
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + response.body if with_body else head
 
 
 class Handler(Protocol):
@@ -111,6 +116,12 @@ class HttpConnection(asyncio.Protocol):
         self.serving: asyncio.Task[None] | None = None
         self.idle: asyncio.TimerHandle | None = None
         self.closed = False
+        # Set once the input is refused (400, 413, 431): what follows is read and dropped, and
+        # the error goes out once the requests queued before it are answered.
+        self.failure: Response | None = None
+        self.in_head = False
+        self.heads_parsed = 0
+        self.input_ended = False  # the client half-closed: answer what it asked, then close
         self._reset()
 
     def _reset(self) -> None:
@@ -119,7 +130,7 @@ class HttpConnection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.head_size = 0
-        self.too_large = False
+        self.head_raw_size = 0
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -139,20 +150,48 @@ class HttpConnection(asyncio.Protocol):
         if self.serving is not None:
             self.serving.cancel()
 
+    def eof_received(self) -> bool:
+        """Keep the socket open to answer requests still queued (``True``), else close it."""
+        self.input_ended = True
+        return self.serving is not None or bool(self.queue)
+
     def data_received(self, data: bytes) -> None:
+        if self.failure is not None:
+            return
+        in_head, heads_parsed = self.in_head, self.heads_parsed
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade(data[upgrade.args[0] :])
-        except httptools.HttpParserError:
-            self._fail(400, "bad_request", "the request is not valid HTTP/1.1")
-        except _TooLarge as too_large:
-            self._fail(too_large.status, too_large.code, str(too_large))
+            return
+        except httptools.HttpParserError as error:
+            # httptools wraps what a callback raises; the original is the error's context.
+            cause = error.__context__
+            if isinstance(cause, _TooLarge):
+                self._fail(cause.status, cause.code, str(cause))
+            else:
+                self._fail(400, "bad_request", "the request is not valid HTTP/1.1")
+            return
+        if in_head and self.in_head and heads_parsed == self.heads_parsed:
+            # The whole chunk belongs to a head still unfinished. httptools hands a header over
+            # only once it is complete, buffering it until then: count the raw bytes instead.
+            self.head_raw_size += len(data)
+            if self.head_raw_size > MAX_HEAD_BYTES:
+                self._fail(431, "headers_too_large", "request head too large")
 
     # httptools callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         self._reset()
+        self.in_head = True
+
+    def on_headers_complete(self) -> None:
+        self.in_head = False
+        self.heads_parsed += 1
+        length = self.headers.get("content-length", "")
+        # Refuse a declared oversize body before reading it (a chunked one is counted as it comes).
+        if length.isascii() and length.isdigit() and int(length) > self.handler.max_body_bytes:
+            raise _TooLarge(413, "payload_too_large", "request body too large")
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -211,7 +250,7 @@ class HttpConnection(asyncio.Protocol):
                     )
                     response = error_response(500, "internal_error", "internal server error")
                 access_log(request, response.status, started)
-                self._write(encode_response(response, keep_alive))
+                self._write(encode_response(response, keep_alive, request.method != "HEAD"))
                 if not keep_alive:
                     self._close()
                     return
@@ -219,7 +258,12 @@ class HttpConnection(asyncio.Protocol):
                     self.transport.resume_reading()
         finally:
             self.serving = None
-        self._arm_idle()
+        if self.failure is not None:
+            self._refuse(self.failure)
+        elif self.input_ended:
+            self._close()
+        else:
+            self._arm_idle()
 
     def _upgrade(self, rest: bytes) -> None:
         assert self.transport is not None
@@ -237,8 +281,31 @@ class HttpConnection(asyncio.Protocol):
         self._close()
 
     def _fail(self, status: int, code: str, message: str) -> None:
-        self._write(encode_response(error_response(status, code, message), keep_alive=False))
-        self._close()
+        """Refuse the input: answer ``status`` once the requests before it are answered."""
+        self.failure = error_response(status, code, message)
+        if self.serving is None and not self.queue:
+            self._refuse(self.failure)
+
+    def _refuse(self, response: Response) -> None:
+        """Send an error and close without a reset that could destroy it unread.
+
+        Closing a socket with unread input makes the kernel answer with a reset, which can
+        discard the response before the client reads it (a client still sending a large body,
+        say). So: half-close, drop whatever still comes, and close on the client's end of input
+        or after ``LINGER_S``.
+        """
+        self._write(encode_response(response, keep_alive=False))
+        self.closed = True
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.input_ended or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():

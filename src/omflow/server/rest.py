@@ -8,9 +8,9 @@ one, is ``401``; a key without the scope ``403``.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from omflow.core.catalog import decode_cursor
 from omflow.core.ingest import IngestError, parse_publish
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 API = "/flow/v1"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+
+_Item = TypeVar("_Item", League, Participant)
 
 Handler = Callable[["App", Request, dict[str, str], KeyRecord | None], Awaitable[Response]]
 
@@ -58,7 +60,8 @@ def _limit(request: Request) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isdigit() alone accepts digits int() refuses ("²"), and an unbounded length.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= MAX_LIMIT):
         raise ApiError(
             400, "invalid_request", f"limit must be a whole number from 1 to {MAX_LIMIT}"
         )
@@ -132,11 +135,21 @@ async def metrics(
     return Response(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
 
 
+def _page_by_id(request: Request, items: Iterable[_Item]) -> tuple[list[_Item], dict[str, Any]]:
+    """One page of ``items`` in id order; the cursor is the last id of the page before."""
+    limit = _limit(request)
+    cursor = request.query.get("cursor")
+    chosen = sorted((x for x in items if not cursor or x.id > cursor), key=lambda x: x.id)
+    page = chosen[:limit]
+    more = len(chosen) > limit
+    return page, {"next_cursor": page[-1].id if more else None, "has_more": more, "limit": limit}
+
+
 async def list_leagues(
     app: App, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    leagues = sorted(app.catalog.leagues.values(), key=lambda x: x.id)
-    return envelope(app, [league_json(x) for x in leagues])
+    leagues, pagination = _page_by_id(request, app.catalog.leagues.values())
+    return envelope(app, [league_json(x) for x in leagues], pagination)
 
 
 async def get_league(
@@ -154,11 +167,10 @@ async def list_participants(
     league_id = request.query.get("league_id")
     if not league_id:
         raise ApiError(400, "invalid_request", "league_id is required")
-    found = sorted(
-        (p for p in app.catalog.participants.values() if p.league_id == league_id),
-        key=lambda x: x.id,
+    found, pagination = _page_by_id(
+        request, (p for p in app.catalog.participants.values() if p.league_id == league_id)
     )
-    return envelope(app, [participant_json(p) for p in found])
+    return envelope(app, [participant_json(p) for p in found], pagination)
 
 
 async def get_participant(
