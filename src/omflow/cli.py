@@ -172,6 +172,7 @@ def _banner(settings: Settings, port: int, app: App, secret: str | None) -> None
         _colour("1;32", f"omflow {__version__} is serving on {base}"),
         f"  data dir   {settings.data_dir}",
         f"  feed       {settings.feed}",
+        f"  live page  {base}/" + (f"#key={secret}" if secret else ""),
         f"  stream     {ws}?api_key=KEY",
         f"  REST       {base}/flow/v1/contests   (header X-API-Key: KEY)",
         f"  health     {base}/healthz   metrics {base}/metrics",

@@ -758,7 +758,7 @@ async def test_garbage_is_400(server: Server) -> None:
 
 async def test_an_unknown_path_is_404(server: Server) -> None:
     secret = await server.key()
-    for path in ("/", "/flow/v2/contests", f"{API}/contests/ct_1/nope", f"{API}/contests/"):
+    for path in ("/nope", "/flow/v2/contests", f"{API}/contests/ct_1/nope", f"{API}/contests/"):
         check(await server.get(path, secret), 404, "not_found")
 
 
@@ -862,3 +862,25 @@ async def test_no_response_ever_carries_a_traceback(make_server: ServerFactory) 
     ):
         reply = await post_publish(server, "kalshi", body, secret)
         check(reply, 400, "invalid_request")
+
+
+async def test_the_live_page_is_served_without_a_key(server: Server) -> None:
+    reply = await server.get("/")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/html")
+    assert b'const API = "/flow/v1"' in reply.body  # the page speaks the stream API
+    assert b"/stream?api_key=" in reply.body
+
+
+async def test_405_names_the_allowed_methods(server: Server) -> None:
+    reply = await http(server.port, "DELETE", f"{API}/contests")
+    assert reply.status == 405
+    assert reply.headers["allow"] == "GET"
+
+
+async def test_an_upgrade_to_another_protocol_is_answered_over_http(server: Server) -> None:
+    reply = await http(
+        server.port, "GET", "/healthz", headers={"connection": "Upgrade", "upgrade": "h2c"}
+    )
+    assert reply.status == 200
+    assert reply.json() == {"status": "ok"}

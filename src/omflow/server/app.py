@@ -169,7 +169,7 @@ class App:
     async def handle(self, request: Request) -> Response:
         found = rest.match(request.method, request.path)
         if isinstance(found, rest.ApiError):
-            return error_response(found.status, found.code, found.message)
+            return found.response()
         route, params = found
         key: KeyRecord | None = None
         if route.scope is not None:
@@ -179,7 +179,7 @@ class App:
         try:
             return await route.handler(self, request, params, key)
         except rest.ApiError as error:
-            return error_response(error.status, error.code, error.message)
+            return error.response()
 
     async def _authorize(
         self, request: Request, scope: Scope

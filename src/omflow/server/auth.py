@@ -3,7 +3,10 @@
 Keys come as ``X-API-Key: KEY``, ``Authorization: Bearer KEY`` or ``?api_key=KEY`` (browsers
 cannot set headers on a WebSocket handshake). Lookups hit an in-memory map of digest → record
 that is reloaded from the store every ``refresh_s`` seconds, so a herd of reconnecting clients
-never waits on the database; a miss (a key created since the last reload) asks the store once.
+never waits on the database. A miss (a key created since the last reload, or a bad key) waits
+for a reload that starts after it; concurrent misses share that reload, and reloads run at most
+every ``MIN_RELOAD_S``, so a flood of bad keys costs the store one query per interval, not one
+per attempt.
 Revocations seen on reload are reported, so their connections can be closed.
 """
 
@@ -18,6 +21,8 @@ from omflow.keystore.base import KeyStore
 from omflow.server.http import Request
 
 log = logging.getLogger("omflow.auth")
+
+MIN_RELOAD_S = 0.1
 
 
 def _live(secret: str, record: KeyRecord | None) -> KeyRecord | None:
@@ -53,15 +58,18 @@ class KeyCache:
         self.refresh_s = refresh_s
         self._by_digest: dict[str, KeyRecord] = {}
         self._task: asyncio.Task[None] | None = None
+        self._next: asyncio.Task[None] | None = None  # a reload not yet started, for misses
+        self._last_reload = float("-inf")
 
     async def start(self) -> None:
         await self.reload()
         self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._next) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def cached(self, secret: str) -> KeyRecord | None:
         """A live key from the cache, without I/O (``None``: unknown, revoked, or not loaded)."""
@@ -70,14 +78,22 @@ class KeyCache:
     async def lookup(self, secret: str) -> KeyRecord | None:
         """A live key for ``secret``, or ``None``."""
         hashed = digest(secret)
-        record = self._by_digest.get(hashed)
-        if record is None:
-            record = await self.store.find(hashed)
-            if record is not None:
-                self._by_digest[hashed] = record
-        return _live(secret, record)
+        if hashed not in self._by_digest:
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_task(self._reload_next())
+            await asyncio.shield(self._next)
+        return _live(secret, self._by_digest.get(hashed))
+
+    async def _reload_next(self) -> None:
+        loop = asyncio.get_running_loop()
+        wait = self._last_reload + MIN_RELOAD_S - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._next = None  # misses from now on need a reload that starts after them
+        await self.reload()
 
     async def reload(self) -> None:
+        self._last_reload = asyncio.get_running_loop().time()
         records = await self.store.list_keys()
         fresh = {record.digest: record for record in records}
         for hashed, record in fresh.items():

@@ -270,6 +270,13 @@ class HttpConnection(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
         request = self._request()
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            # Another protocol (h2c, …): not offered, so answer the request itself over HTTP/1.1
+            # and close, since the client may already be speaking what it asked for.
+            self.queue.append((request, False))
+            if self.serving is None:
+                self.serving = asyncio.get_running_loop().create_task(self._serve())
+            return
         # The transport leaves the HTTP layer: it no longer counts among HTTP connections.
         self.connections.discard(self)
         self.handler.upgrade(request, self.transport, self, rest)

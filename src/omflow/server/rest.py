@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from omflow.core.catalog import decode_cursor
@@ -41,9 +42,17 @@ class Route:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or []
+
+    def response(self) -> Response:
+        response = error_response(self.status, self.code, self.message)
+        response.headers.extend(self.headers)
+        return response
 
 
 def envelope(
@@ -113,6 +122,16 @@ def contest_json(app: App, contest: Contest) -> dict[str, Any]:
 
 
 # --- handlers --------------------------------------------------------------------------------
+
+
+_PAGE = (resources.files("omflow.server") / "static" / "index.html").read_bytes()
+
+
+async def index(
+    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """The live page: a browser view of the book (the key stays in the page's URL fragment)."""
+    return Response(200, _PAGE, "text/html; charset=utf-8")
 
 
 async def healthz(
@@ -257,6 +276,7 @@ def _route(method: str, path: str, handler: Handler, scope: Scope | None) -> Rou
 
 
 ROUTES: list[Route] = [
+    _route("GET", "/", index, None),
     _route("GET", "/healthz", healthz, None),
     _route("GET", "/readyz", readyz, None),
     _route("GET", "/metrics", metrics, None),
@@ -282,5 +302,10 @@ def match(method: str, path: str) -> tuple[Route, dict[str, str]] | ApiError:
             return route, found.groupdict()
         allowed.append(route.method)
     if allowed:
-        return ApiError(405, "method_not_allowed", f"use {' or '.join(allowed)} on {path}")
+        return ApiError(
+            405,
+            "method_not_allowed",
+            f"use {' or '.join(allowed)} on {path}",
+            [("allow", ", ".join(sorted(set(allowed))))],
+        )
     return ApiError(404, "not_found", f"no such endpoint: {path}")
