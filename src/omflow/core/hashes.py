@@ -81,8 +81,15 @@ def parse_liquidity_hash(value: object) -> LiquidityHash:
     if not is_valid_id(contest_id):
         raise ValueError(f"liquidity_hash {value!r}: bad contest segment")
     for segment, prefix in zip(parts[2:], _PREFIXES, strict=True):
-        if not segment.startswith(prefix) or _SEGMENT.fullmatch(segment) is None:
-            raise ValueError(f"liquidity_hash {value!r}: segment {segment!r} must start {prefix!r}")
+        # A prefix alone names nothing: the code after it must not be empty.
+        if (
+            not segment.startswith(prefix)
+            or len(segment) == len(prefix)
+            or _SEGMENT.fullmatch(segment) is None
+        ):
+            raise ValueError(
+                f"liquidity_hash {value!r}: segment {segment!r} must be {prefix!r} and a code"
+            )
     return LiquidityHash(partner_id, contest_id, *parts[2:])
 
 
