@@ -399,3 +399,21 @@ def test_history_is_bounded(history: int) -> None:
     assert [e.seq for e in book.history] == list(range(21 - history, 21))
     assert book.since(20 - history) == list(book.history)
     assert book.since(19 - history) is None
+
+
+def test_a_hash_published_by_another_partner_moves_to_it() -> None:
+    """Ingest forbids it; the book still keeps one owner per entry if a feed does it."""
+    book = ContestBook("ct_1")
+    shared = "kalshi:ct_1:mk_ml:side_home:var_0:p_kc:tf_full"
+    book.apply(Batch("kalshi", "ct_1", (EntryUpdate(shared, 0.5, 10),)), 1)
+    event = book.apply(Batch("polymarket", "ct_1", (EntryUpdate(shared, 0.6, 20),)), 2)
+    assert event is not None
+    assert event.changes[0].partner_id == "polymarket"
+    assert book.entries[shared].partner_id == "polymarket"
+    # kalshi's full book no longer owns it: nothing of kalshi's to remove, and no KeyError.
+    assert book.apply(Batch("kalshi", "ct_1", (), full_book=True), 3) is None
+    assert shared in book.entries
+    removed = book.apply(Batch("polymarket", "ct_1", (EntryUpdate(shared, 0.6, 0),)), 4)
+    assert removed is not None
+    assert shared not in book.entries
+    assert list(book.partners()) == []

@@ -13,7 +13,11 @@ def test_first_subscribe() -> None:
     subs: Subscriptions[str] = Subscriptions()
     change = subs.subscribe("c1", ["ct_a", "ct_b"])
     assert change == FilterChange(
-        contest_ids=("ct_a", "ct_b"), added=("ct_a", "ct_b"), first=("ct_a", "ct_b"), last=()
+        contest_ids=("ct_a", "ct_b"),
+        added=("ct_a", "ct_b"),
+        removed=(),
+        first=("ct_a", "ct_b"),
+        last=(),
     )
     assert subs.filter_of("c1") == ("ct_a", "ct_b")
     assert list(subs.subscribers("ct_a")) == ["c1"]
@@ -27,7 +31,11 @@ def test_resubscribe_replaces_the_filter() -> None:
     subs.subscribe("c2", ["ct_b"])
     change = subs.subscribe("c1", ["ct_c", "ct_b"])
     assert change == FilterChange(
-        contest_ids=("ct_c", "ct_b"), added=("ct_c",), first=("ct_c",), last=("ct_a",)
+        contest_ids=("ct_c", "ct_b"),
+        added=("ct_c",),
+        removed=("ct_a",),
+        first=("ct_c",),
+        last=("ct_a",),
     )
     assert subs.filter_of("c1") == ("ct_c", "ct_b")
     assert list(subs.subscribers("ct_a")) == []
@@ -40,14 +48,14 @@ def test_resubscribe_to_the_same_filter_changes_nothing() -> None:
     subs: Subscriptions[str] = Subscriptions()
     subs.subscribe("c1", ["ct_a", "ct_b"])
     change = subs.subscribe("c1", ["ct_a", "ct_b"])
-    assert change == FilterChange(("ct_a", "ct_b"), (), (), ())
+    assert change == FilterChange(("ct_a", "ct_b"), (), (), (), ())
 
 
 def test_resubscribe_can_reorder() -> None:
     subs: Subscriptions[str] = Subscriptions()
     subs.subscribe("c1", ["ct_a", "ct_b"])
     change = subs.subscribe("c1", ["ct_b", "ct_a"])
-    assert change == FilterChange(("ct_b", "ct_a"), (), (), ())
+    assert change == FilterChange(("ct_b", "ct_a"), (), (), (), ())
     assert subs.filter_of("c1") == ("ct_b", "ct_a")
 
 
@@ -55,14 +63,14 @@ def test_empty_subscribe_keeps_the_filter() -> None:
     subs: Subscriptions[str] = Subscriptions()
     subs.subscribe("c1", ["ct_a", "ct_b"])
     change = subs.subscribe("c1", [])
-    assert change == FilterChange(("ct_a", "ct_b"), (), (), ())
+    assert change == FilterChange(("ct_a", "ct_b"), (), (), (), ())
     assert subs.filter_of("c1") == ("ct_a", "ct_b")
     assert list(subs.subscribers("ct_a")) == ["c1"]
 
 
 def test_empty_subscribe_of_a_new_connection_registers_nothing() -> None:
     subs: Subscriptions[str] = Subscriptions()
-    assert subs.subscribe("c1", []) == FilterChange((), (), (), ())
+    assert subs.subscribe("c1", []) == FilterChange((), (), (), (), ())
     assert subs.filter_of("c1") == ()
     assert list(subs.contests()) == []
     assert subs.count() == 0
@@ -89,16 +97,18 @@ def test_unsubscribe_removes_and_ignores_unknown_ids() -> None:
     subs.subscribe("c1", ["ct_a", "ct_b", "ct_c"])
     subs.subscribe("c2", ["ct_b"])
     change = subs.unsubscribe("c1", ["ct_x", "ct_b", "ct_a", "ct_b"])
-    assert change == FilterChange(contest_ids=("ct_b", "ct_a"), added=(), first=(), last=("ct_a",))
+    assert change == FilterChange(
+        contest_ids=("ct_b", "ct_a"), added=(), removed=("ct_b", "ct_a"), first=(), last=("ct_a",)
+    )
     assert subs.filter_of("c1") == ("ct_c",)
     assert list(subs.subscribers("ct_b")) == ["c2"]
-    assert subs.unsubscribe("c1", ["ct_a"]) == FilterChange((), (), (), ())
+    assert subs.unsubscribe("c1", ["ct_a"]) == FilterChange((), (), (), (), ())
 
 
 def test_unsubscribe_of_an_unknown_connection() -> None:
     subs: Subscriptions[str] = Subscriptions()
     subs.subscribe("c1", ["ct_a"])
-    assert subs.unsubscribe("c9", ["ct_a"]) == FilterChange((), (), (), ())
+    assert subs.unsubscribe("c9", ["ct_a"]) == FilterChange((), (), (), (), ())
     assert list(subs.subscribers("ct_a")) == ["c1"]
 
 

@@ -62,9 +62,15 @@ class ContestBook:
                 if entry is None:
                     continue  # removing what is not there changes nothing
                 del self.entries[liquidity_hash]
-                owned.discard(liquidity_hash)
+                self._by_partner[entry.partner_id].discard(liquidity_hash)
                 changed[liquidity_hash] = Change(liquidity_hash, partner_id, update.price, 0)
                 continue
+            if entry is not None and entry.partner_id != partner_id:
+                # The hash names its partner, and ingest checks it; a feed that breaks that
+                # rule still must not leave one entry owned by two partners.
+                self._by_partner[entry.partner_id].discard(liquidity_hash)
+                entry.partner_id = partner_id
+                owned.add(liquidity_hash)
             if entry is None:
                 self.entries[liquidity_hash] = Entry(
                     partner_id, update.price, update.available, now_ms

@@ -20,6 +20,7 @@ class FilterChange:
 
     contest_ids: tuple[str, ...]  # the filter now in force (subscribe) or the ids removed
     added: tuple[str, ...]  # contests newly in this connection's filter
+    removed: tuple[str, ...]  # contests no longer in this connection's filter
     first: tuple[str, ...]  # contests that had no subscriber before
     last: tuple[str, ...]  # contests that now have no subscriber
 
@@ -39,25 +40,25 @@ class Subscriptions(Generic[C]):
         wanted = dict.fromkeys(contest_ids)
         current = self._filters.get(conn, {})
         if not wanted:
-            return FilterChange(tuple(current), (), (), ())
+            return FilterChange(tuple(current), (), (), (), ())
         added = tuple(c for c in wanted if c not in current)
-        removed = [c for c in current if c not in wanted]
+        removed = tuple(c for c in current if c not in wanted)
         first = self._link(conn, added)
         last = self._unlink(conn, removed)
         self._filters[conn] = wanted
-        return FilterChange(tuple(wanted), added, first, last)
+        return FilterChange(tuple(wanted), added, removed, first, last)
 
     def unsubscribe(self, conn: C, contest_ids: Iterable[str]) -> FilterChange:
         """Remove ``contest_ids`` from ``conn``'s filter; ids not subscribed are ignored."""
         current = self._filters.get(conn)
         if current is None:
-            return FilterChange((), (), (), ())
-        removed = [c for c in dict.fromkeys(contest_ids) if c in current]
+            return FilterChange((), (), (), (), ())
+        removed = tuple(c for c in dict.fromkeys(contest_ids) if c in current)
         for contest_id in removed:
             del current[contest_id]
         if not current:
             del self._filters[conn]
-        return FilterChange(tuple(removed), (), (), self._unlink(conn, removed))
+        return FilterChange(removed, (), removed, (), self._unlink(conn, removed))
 
     def drop(self, conn: C) -> tuple[str, ...]:
         """Forget ``conn`` entirely; return the contests left without subscribers."""

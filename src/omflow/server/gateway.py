@@ -139,7 +139,7 @@ class Gateway:
             self._subscribe(conn, message)
         elif isinstance(message, Unsubscribe):
             change = self.liquidity.unsubscribe(conn, message.contest_ids)
-            conn.outbox.forget(change.contest_ids)
+            conn.outbox.forget(change.removed)
             conn.send(msg.encode_unsubscribed(message.channel, change.contest_ids))
 
     def _refuse(self, conn: StreamConnection, error: ClientError) -> None:
@@ -148,6 +148,7 @@ class Gateway:
 
     def _subscribe(self, conn: StreamConnection, message: Subscribe) -> None:
         change = self.liquidity.subscribe(conn, message.contest_ids)
+        conn.outbox.forget(change.removed)
         conn.send(msg.encode_subscribed(message.channel, change.contest_ids))
         if not (message.snapshot or message.resume):
             return
