@@ -7,7 +7,6 @@ client talks to it over a real TCP socket.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,6 @@ from omflow.core.keys import KeyRecord, parse_scopes
 from omflow.keystore.sqlite import SqliteKeyStore
 from omflow.server.app import App
 from omflow.settings import Settings
-
-REQUIRE_SERVICES = os.environ.get("OMFLOW_REQUIRE_SERVICES") == "1"
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
