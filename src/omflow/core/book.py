@@ -50,65 +50,67 @@ class ContestBook:
         now_ms: int,
         max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
     ) -> LiquidityEvent | None:
-        """Apply one partner batch; return the event it causes, or ``None`` if nothing changed."""
+        """Apply one partner batch; return the event it causes, or ``None`` if nothing changed.
+
+        The partner's set of owned hashes changes only when an entry appears or leaves:
+        updating a quote (the common case) touches one dict entry.
+        """
         partner_id = batch.partner_id
-        owned = self._by_partner.setdefault(partner_id, set())
+        entries = self.entries
+        by_partner = self._by_partner
+        owned = by_partner.get(partner_id)
+        if owned is None:
+            owned = by_partner[partner_id] = set()
         changed: dict[str, Change] = {}
-        # Later duplicates of a hash in one batch win, as if published one after the other.
-        latest = {update.liquidity_hash: update for update in batch.entries}
-        for liquidity_hash, update in latest.items():
-            entry = self.entries.get(liquidity_hash)
-            if update.available <= 0:
-                if entry is None:
-                    continue  # removing what is not there changes nothing
-                del self.entries[liquidity_hash]
-                self._by_partner[entry.partner_id].discard(liquidity_hash)
-                changed[liquidity_hash] = Change(liquidity_hash, partner_id, update.price, 0)
-                continue
-            if entry is not None and entry.partner_id != partner_id:
-                # The hash names its partner, and ingest checks it; a feed that breaks that
-                # rule still must not leave one entry owned by two partners.
-                self._by_partner[entry.partner_id].discard(liquidity_hash)
-                entry.partner_id = partner_id
-                owned.add(liquidity_hash)
+        # Later duplicates of a hash in one batch win, as if published one after the other; a
+        # one-entry batch (the common case) has none to fold.
+        updates = batch.entries
+        latest = {u.liquidity_hash: u for u in updates} if len(updates) > 1 else None
+        for update in updates if latest is None else latest.values():
+            liquidity_hash = update.liquidity_hash
+            price = update.price
+            available = update.available
+            entry = entries.get(liquidity_hash)
             if entry is None:
-                self.entries[liquidity_hash] = Entry(
-                    partner_id, update.price, update.available, now_ms
-                )
+                if available <= 0:
+                    continue  # removing what is not there changes nothing
+                entries[liquidity_hash] = Entry(partner_id, price, available, now_ms)
                 owned.add(liquidity_hash)
-            elif entry.price == update.price and entry.available == update.available:
-                continue
+            elif available <= 0:
+                del entries[liquidity_hash]
+                by_partner[entry.partner_id].discard(liquidity_hash)
+                available = 0
             else:
-                entry.price = update.price
-                entry.available = update.available
+                if entry.partner_id != partner_id:
+                    # The hash names its partner, and ingest checks it; a feed that breaks
+                    # that rule still must not leave one entry owned by two partners.
+                    by_partner[entry.partner_id].discard(liquidity_hash)
+                    entry.partner_id = partner_id
+                    owned.add(liquidity_hash)
+                elif entry.price == price and entry.available == available:
+                    continue
+                entry.price = price
+                entry.available = available
                 entry.updated_at_ms = now_ms
-            changed[liquidity_hash] = Change(
-                liquidity_hash, partner_id, update.price, update.available
-            )
+            changed[liquidity_hash] = Change(liquidity_hash, partner_id, price, available)
         if batch.full_book:
-            for liquidity_hash in owned - latest.keys():
-                gone = self.entries.pop(liquidity_hash)
+            listed = latest.keys() if latest is not None else {u.liquidity_hash for u in updates}
+            for liquidity_hash in owned - listed:
+                gone = entries.pop(liquidity_hash)
                 changed[liquidity_hash] = Change(liquidity_hash, partner_id, gone.price, 0)
-            owned.intersection_update(latest.keys())
+            owned.intersection_update(listed)
         if not owned:
-            del self._by_partner[partner_id]
+            del by_partner[partner_id]
         if not changed:
             return None
-        return self._stamp(tuple(changed.values()), now_ms, max_entries_per_event)
-
-    def _stamp(
-        self, changes: tuple[Change, ...], now_ms: int, max_entries_per_event: int
-    ) -> LiquidityEvent:
         self.seq += 1
         self.updated_at_ms = now_ms
-        refresh = len(changes) > max_entries_per_event
-        event = LiquidityEvent(
-            contest_id=self.contest_id,
-            seq=self.seq,
-            changes=() if refresh else changes,
-            refresh_required=refresh,
-            timestamp_ms=now_ms,
-        )
+        if len(changed) > max_entries_per_event:
+            event = LiquidityEvent(self.contest_id, self.seq, (), True, now_ms)
+        else:
+            event = LiquidityEvent(
+                self.contest_id, self.seq, tuple(changed.values()), False, now_ms
+            )
         self.history.append(event)
         return event
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 
 def iso_ms(ms: int) -> str:
     """``2026-04-17T22:00:01.234Z``."""
     seconds, millis = divmod(ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis:03d}Z"
+    return f"{_second_prefix(seconds)}{millis:03d}Z"
+
+
+@lru_cache(maxsize=64)
+def _second_prefix(seconds: int) -> str:
+    """``2026-04-17T22:00:01.``: formatted once per second, not once per event."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
 def iso_s(ms: int) -> str:
