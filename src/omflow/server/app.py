@@ -36,6 +36,8 @@ from omflow.server.stream import StreamConnection
 from omflow.settings import Settings
 
 log = logging.getLogger("omflow.server")
+# The websockets protocol objects log here; logs.configure quiets it to warnings.
+_ws_logger = logging.getLogger("omflow.websocket")
 
 STREAM_PATH = "/flow/v1/stream"
 DRAIN_GRACE_S = 3.0
@@ -299,6 +301,3 @@ class App:
 
     def metrics_text(self) -> str:
         return metrics.render(self)
-
-
-_ws_logger = logging.getLogger("omflow.websocket")
