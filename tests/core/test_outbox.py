@@ -11,7 +11,7 @@ from tests.core.test_frames import parse_frame
 
 from omflow.core.frames import text_frame
 from omflow.core.model import Change, LiquidityEvent
-from omflow.core.outbox import Outbox
+from omflow.core.outbox import CONFLATED, FIRST, QUEUED, Outbox
 from omflow.core.protocol import encode_event
 
 NOW_MS = 1_776_463_201_234
@@ -43,7 +43,7 @@ class Feed:
         )
 
 
-def push(outbox: Outbox, event: LiquidityEvent) -> bool:
+def push(outbox: Outbox, event: LiquidityEvent) -> int:
     """Queue ``event`` as the gateway does: encoded and framed once."""
     return outbox.push_event(event, text_frame(encode_event(event)))
 
@@ -104,8 +104,8 @@ def test_events_queue_their_shared_frame() -> None:
     feed = Feed()
     event = feed.event("ct_a", (0, 0.5, 1))
     frame = b"shared bytes"
-    assert outbox.push_event(event, frame) is True
-    assert outbox.push_event(feed.event("ct_a", (0, 0.6, 1)), b"next") is False
+    assert outbox.push_event(event, frame) == FIRST
+    assert outbox.push_event(feed.event("ct_a", (0, 0.6, 1)), b"next") == QUEUED
     frames = outbox.take()
     assert frames[0] is frame  # the very bytes every subscriber shares, not a copy
     assert frames == [b"shared bytes", b"next"]
@@ -124,14 +124,14 @@ def test_catch_up_when_never_behind_sends_nothing() -> None:
 def test_too_many_pending_bytes_falls_behind() -> None:
     outbox = Outbox(max_pending_bytes=10)
     feed = Feed()
-    assert outbox.push_event(feed.event("ct_a", (0, 0.5, 1)), b"12345") is True
+    assert outbox.push_event(feed.event("ct_a", (0, 0.5, 1)), b"12345") == FIRST
     assert not outbox.behind
     outbox.push_event(feed.event("ct_a", (0, 0.5, 2)), b"67890")
     assert not outbox.behind  # exactly at the limit
     outbox.push_event(feed.event("ct_a", (0, 0.5, 3)), b"!")
     assert outbox.behind
     # The frame that crossed the limit is kept; what follows is conflated.
-    assert outbox.push_event(feed.event("ct_a", (0, 0.5, 4)), b"conflated") is False
+    assert outbox.push_event(feed.event("ct_a", (0, 0.5, 4)), b"conflated") == CONFLATED
     assert outbox.take() == [b"12345", b"67890", b"!"]
     assert outbox.backlog_entries == 1
     outbox.catch_up(NOW_MS)
@@ -148,10 +148,10 @@ def test_behind_conflates_latest_per_hash() -> None:
     outbox.take()
     outbox.fall_behind()
     assert outbox.behind
-    assert push(outbox, feed.event("ct_a", (0, 0.51, 10), (1, 0.3, 5))) is False
-    assert push(outbox, feed.event("ct_a", (0, 0.52, 20))) is False
-    assert push(outbox, feed.event("ct_a", (1, 0.3, 0))) is False
-    assert push(outbox, feed.event("ct_a", (2, 0.7, 1))) is False
+    assert push(outbox, feed.event("ct_a", (0, 0.51, 10), (1, 0.3, 5))) == CONFLATED
+    assert push(outbox, feed.event("ct_a", (0, 0.52, 20))) == CONFLATED
+    assert push(outbox, feed.event("ct_a", (1, 0.3, 0))) == CONFLATED
+    assert push(outbox, feed.event("ct_a", (2, 0.7, 1))) == CONFLATED
     assert outbox.frames == []
     assert outbox.size == 0
     assert outbox.backlog_entries == 3

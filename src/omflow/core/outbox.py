@@ -16,6 +16,9 @@ from omflow.core.frames import text_frame
 from omflow.core.model import Change, LiquidityEvent
 from omflow.core.protocol import encode_refresh, encode_update
 
+#: What ``Outbox.push_event`` did with a frame.
+FIRST, QUEUED, CONFLATED = 1, 0, -1
+
 
 class Outbox:
     """Pending frames of one connection, and its conflated backlog while it is behind."""
@@ -58,15 +61,22 @@ class Outbox:
         self.size += len(frame)
         return was_empty
 
-    def push_event(self, event: LiquidityEvent, frame: bytes) -> bool:
-        """Queue an event's shared frame, or conflate it while behind; True if now dirty."""
+    def push_event(self, event: LiquidityEvent, frame: bytes) -> int:
+        """Queue an event's shared frame, or conflate it while behind.
+
+        Returns ``FIRST`` if the frame is the first in the queue (the connection now needs a
+        flush), ``QUEUED`` if it joined others, ``CONFLATED`` if it went to the backlog. This is
+        the one call per subscriber per event on the hot path, so it does its own append.
+        """
         if self.behind:
             self._conflate(event)
-            return False
-        was_empty = self.push(frame)
+            return CONFLATED
+        frames = self.frames
+        frames.append(frame)
+        self.size += len(frame)
         if self.size > self.max_pending_bytes:
             self.fall_behind()
-        return was_empty
+        return FIRST if len(frames) == 1 else QUEUED
 
     def take(self) -> list[bytes]:
         """Hand over every queued frame for one write."""

@@ -7,7 +7,7 @@ lost their last subscriber, so the gateway can tell the broker.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -68,7 +68,7 @@ class Subscriptions(Generic[C]):
     def filter_of(self, conn: C) -> tuple[str, ...]:
         return tuple(self._filters.get(conn, ()))
 
-    def subscribers(self, contest_id: str) -> Iterable[C]:
+    def subscribers(self, contest_id: str) -> Collection[C]:
         return self._by_contest.get(contest_id, {}).keys()
 
     def contests(self) -> Iterable[str]:

@@ -25,7 +25,7 @@ from omflow.core.book import ContestBook
 from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
 from omflow.core.model import LiquidityEvent
-from omflow.core.outbox import Outbox
+from omflow.core.outbox import CONFLATED, FIRST, Outbox
 from omflow.core.protocol import ClientError, Ping, Subscribe, Unsubscribe
 from omflow.core.subscriptions import Subscriptions
 from omflow.server.metrics import Histogram
@@ -182,25 +182,24 @@ class Gateway:
         self._turn_started.append(time.perf_counter())
         frame = text_frame(msg.encode_event(event))
         dirty = self._dirty
-        n = 0
+        conflated = 0
         for conn in subscribers:
-            outbox = conn.outbox
-            if outbox.behind:
-                outbox.push_event(event, frame)
-                self.stats.conflations += 1
-                continue
-            if outbox.push_event(event, frame) and not conn.dirty:
-                conn.dirty = True
+            pushed = conn.outbox.push_event(event, frame)
+            if pushed == FIRST:
                 dirty.append(conn)
-            n += 1
-        self.stats.deliveries += n
+            elif pushed == CONFLATED:
+                conflated += 1
+        self.stats.conflations += conflated
+        self.stats.deliveries += len(subscribers) - conflated
         self._schedule_flush()
 
     def mark_dirty(self, conn: StreamConnection) -> None:
-        if not conn.dirty:
-            conn.dirty = True
-            self._dirty.append(conn)
-            self._schedule_flush()
+        """``conn`` has frames queued: write them at the end of this loop turn.
+
+        A connection is listed when its queue goes from empty to not, so at most once per turn;
+        ``flush_now`` may empty a listed queue early, and the flush then skips it."""
+        self._dirty.append(conn)
+        self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._dirty:
@@ -214,7 +213,6 @@ class Gateway:
         dirty, self._dirty = self._dirty, []
         stats = self.stats
         for conn in dirty:
-            conn.dirty = False
             self._write(conn, stats)
         if self._turn_started:
             done = time.perf_counter()

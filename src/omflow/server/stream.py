@@ -39,7 +39,6 @@ class StreamConnection(asyncio.Protocol):
         "awaiting_pong",
         "client",
         "closed",
-        "dirty",
         "gateway",
         "key",
         "outbox",
@@ -66,7 +65,6 @@ class StreamConnection(asyncio.Protocol):
         self.client = client
         self.awaiting_pong = False
         self.paused = False  # the transport's write buffer is above its high-water mark
-        self.dirty = False
         self.closed = False
         self._fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
