@@ -138,3 +138,31 @@ async def test_a_burst_over_the_pending_limit_is_conflated_then_delivered(
     assert seqs[-1] == 10
     assert len(seqs) < 10  # conflated: a visible gap
     assert set(latest.values()) == {10}
+
+
+async def test_events_only_conflated_leave_nothing_pending(make_server: ServerFactory) -> None:
+    """With every subscriber behind, events must not pile up state waiting for a flush."""
+    server = await make_server(
+        slow_consumer_timeout=30.0, write_buffer_high=64 * 1024, max_pending_bytes=256 * 1024
+    )
+    secret = await server.key()
+    client = await RawClient.connect(server.port, secret, rcvbuf=4096)
+    await client.read_json()
+    client.send_json({"action": "subscribe", "channel": "liquidity", "contest_ids": ["ct_a"]})
+    assert (await client.read_json())["type"] == "subscribed"
+    (conn,) = server.app.gateway.connections
+    rounds = 0
+    try:
+        async with asyncio.timeout(10):
+            while not conn.outbox.behind:
+                rounds += 1
+                server.app.ingest(batch("ct_a", rounds))
+                await asyncio.sleep(0)  # let the loop flush
+        await asyncio.sleep(0)  # the flush that follows the last queued event
+        for _ in range(1000):
+            rounds += 1
+            server.app.ingest(batch("ct_a", rounds))
+        assert conn.outbox.backlog_entries <= ENTRIES_PER_EVENT
+        assert len(server.app.gateway._turn_started) == 0
+    finally:
+        client.close()

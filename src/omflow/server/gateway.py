@@ -179,7 +179,7 @@ class Gateway:
         self.stats.events += 1
         if not subscribers:
             return
-        self._turn_started.append(time.perf_counter())
+        started = time.perf_counter()
         frame = text_frame(msg.encode_event(event))
         dirty = self._dirty
         conflated = 0
@@ -190,8 +190,12 @@ class Gateway:
             elif pushed == CONFLATED:
                 conflated += 1
         self.stats.conflations += conflated
-        self.stats.deliveries += len(subscribers) - conflated
-        self._schedule_flush()
+        queued = len(subscribers) - conflated
+        self.stats.deliveries += queued
+        if queued:
+            # Timed by the flush that writes it; an event only conflated has no flush coming.
+            self._turn_started.append(started)
+            self._schedule_flush()
 
     def mark_dirty(self, conn: StreamConnection) -> None:
         """``conn`` has frames queued: write them at the end of this loop turn.
