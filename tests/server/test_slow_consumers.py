@@ -14,6 +14,7 @@ from tests.conftest import Server, ServerFactory, eventually
 from tests.rawws import RawClient
 
 from omflow.core.model import Batch, EntryUpdate
+from omflow.server.stream import StreamConnection
 
 ENTRIES_PER_EVENT = 100
 
@@ -34,6 +35,26 @@ def server_side(server: Server, key_id: str) -> list[object]:
     return list(server.app.gateway.by_key.get(key_id, ()))
 
 
+async def slow_subscriber(server: Server, secret: str) -> RawClient:
+    """A raw client with a 4 KB receive window, greeted and subscribed to ``ct_a``."""
+    client = await RawClient.connect(server.port, secret, rcvbuf=4096)
+    await client.read_json()  # connected
+    client.send_json({"action": "subscribe", "channel": "liquidity", "contest_ids": ["ct_a"]})
+    assert (await client.read_json())["type"] == "subscribed"
+    return client
+
+
+async def publish_until_behind(server: Server, conn: StreamConnection, at_least: int = 1) -> int:
+    """Publish to ``ct_a`` until the non-reading ``conn`` is behind; return the rounds sent."""
+    rounds = 0
+    async with asyncio.timeout(10):
+        while not conn.outbox.behind or rounds < at_least:
+            rounds += 1
+            server.app.ingest(batch("ct_a", rounds))
+            await asyncio.sleep(0)  # let the loop flush
+    return rounds
+
+
 async def test_non_reading_client_is_bounded_then_closed_and_others_are_unaffected(
     make_server: ServerFactory,
 ) -> None:
@@ -42,10 +63,7 @@ async def test_non_reading_client_is_bounded_then_closed_and_others_are_unaffect
     )
     slow_secret = await server.key(org="slow")
     good_secret = await server.key(org="good")
-    slow = await RawClient.connect(server.port, slow_secret, rcvbuf=4096)
-    await slow.read_json()  # connected
-    slow.send_json({"action": "subscribe", "channel": "liquidity", "contest_ids": ["ct_a"]})
-    assert (await slow.read_json())["type"] == "subscribed"
+    slow = await slow_subscriber(server, slow_secret)
     (slow_conn,) = server.app.gateway.by_key[server.keys[0].key_id]
     # From here on the slow client never reads again.
 
@@ -81,17 +99,9 @@ async def test_slow_client_that_catches_up_sees_a_gap_and_the_latest_values(
         slow_consumer_timeout=30.0, write_buffer_high=64 * 1024, max_pending_bytes=256 * 1024
     )
     secret = await server.key()
-    client = await RawClient.connect(server.port, secret, rcvbuf=4096)
-    await client.read_json()
-    client.send_json({"action": "subscribe", "channel": "liquidity", "contest_ids": ["ct_a"]})
-    assert (await client.read_json())["type"] == "subscribed"
+    client = await slow_subscriber(server, secret)
     (conn,) = server.app.gateway.connections
-    rounds = 0
-    async with asyncio.timeout(10):
-        while not conn.outbox.behind or rounds < 50:
-            rounds += 1
-            server.app.ingest(batch("ct_a", rounds))
-            await asyncio.sleep(0)  # let the loop flush
+    rounds = await publish_until_behind(server, conn, at_least=50)
     for _ in range(5):  # a few more while behind: conflated, latest wins
         rounds += 1
         server.app.ingest(batch("ct_a", rounds))
@@ -146,18 +156,10 @@ async def test_events_only_conflated_leave_nothing_pending(make_server: ServerFa
         slow_consumer_timeout=30.0, write_buffer_high=64 * 1024, max_pending_bytes=256 * 1024
     )
     secret = await server.key()
-    client = await RawClient.connect(server.port, secret, rcvbuf=4096)
-    await client.read_json()
-    client.send_json({"action": "subscribe", "channel": "liquidity", "contest_ids": ["ct_a"]})
-    assert (await client.read_json())["type"] == "subscribed"
+    client = await slow_subscriber(server, secret)
     (conn,) = server.app.gateway.connections
-    rounds = 0
     try:
-        async with asyncio.timeout(10):
-            while not conn.outbox.behind:
-                rounds += 1
-                server.app.ingest(batch("ct_a", rounds))
-                await asyncio.sleep(0)  # let the loop flush
+        rounds = await publish_until_behind(server, conn)
         await asyncio.sleep(0)  # the flush that follows the last queued event
         for _ in range(1000):
             rounds += 1
