@@ -285,11 +285,8 @@ class Gateway:
                 log.info("heartbeat timeout: %s (%s)", conn.key.key_id, conn.client)
                 conn.terminate(CloseCode.INTERNAL_ERROR, "heartbeat timeout")
                 continue
-            conn.awaiting_pong = True
             self.stats.pings += 1
-            conn.ws.send_ping(b"")
-            for data in conn.ws.data_to_send():
-                conn.send_raw(data)
+            conn.ping()
 
     def close_key(self, key_id: str, reason: str) -> int:
         """Close every connection of a key (revoked); return how many."""

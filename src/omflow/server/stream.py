@@ -121,7 +121,7 @@ class StreamConnection(asyncio.Protocol):
     def _take_protocol_writes(self) -> None:
         """Queue what the protocol wants sent (pongs, close frames); close on its EOF."""
         for data in self.ws.data_to_send():
-            if data is SEND_EOF or data == SEND_EOF:
+            if data == SEND_EOF:
                 self.gateway.flush_now(self)
                 self._close_transport()
                 return
@@ -140,6 +140,12 @@ class StreamConnection(asyncio.Protocol):
         if self.outbox.push(frame):
             self.gateway.mark_dirty(self)
 
+    def ping(self) -> None:
+        """Send a protocol ping; the next heartbeat tick drops the client unless a pong came."""
+        self.awaiting_pong = True
+        self.ws.send_ping(b"")
+        self._take_protocol_writes()
+
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the connection is dropped if it does not finish."""
         if self.closed or self.ws.state is not State.OPEN:
@@ -152,14 +158,9 @@ class StreamConnection(asyncio.Protocol):
         if self.closed:
             return
         if not self.outbox.behind and self.ws.state is State.OPEN:
-            self.ws.send_close(code, reason)
-            for data in self.ws.data_to_send():
-                if data:
-                    self.send_raw(data)
+            self.close(code, reason)  # queues the close frame, arms the abort timer
             self.gateway.flush_now(self)
             self._close_transport()
-            loop = asyncio.get_running_loop()
-            self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self.abort)
         else:
             self.abort()
 
