@@ -139,48 +139,43 @@ def _resume(value: Any, contest_ids: tuple[str, ...]) -> dict[str, int] | None:
 # Encoded with orjson; dataclasses serialize field by field in declaration order.
 
 
-def encode_event(event: LiquidityEvent) -> bytes:
-    """A ``liquidity.update``: encoded once per event, whatever the number of subscribers."""
+def _update(
+    contest_id: str,
+    seq: int,
+    changes: tuple[Change, ...] | list[Change],
+    refresh_required: bool,
+    timestamp_ms: int,
+) -> bytes:
+    """Every ``liquidity.update``, whoever builds it, in the wire's field order."""
     return orjson.dumps(
         {
             "type": "liquidity.update",
-            "contest_id": event.contest_id,
-            "changed_entries": event.changes,
-            "refresh_required": event.refresh_required,
-            "timestamp": iso_ms(event.timestamp_ms),
-            "seq": event.seq,
+            "contest_id": contest_id,
+            "changed_entries": changes,
+            "refresh_required": refresh_required,
+            "timestamp": iso_ms(timestamp_ms),
+            "seq": seq,
         }
+    )
+
+
+def encode_event(event: LiquidityEvent) -> bytes:
+    """A book event: encoded once per event, whatever the number of subscribers."""
+    return _update(
+        event.contest_id, event.seq, event.changes, event.refresh_required, event.timestamp_ms
     )
 
 
 def encode_update(
     contest_id: str, seq: int, changes: tuple[Change, ...] | list[Change], now_ms: int
 ) -> bytes:
-    """A ``liquidity.update`` built for one connection (conflated changes, or a refresh)."""
-    return orjson.dumps(
-        {
-            "type": "liquidity.update",
-            "contest_id": contest_id,
-            "changed_entries": changes,
-            "refresh_required": False,
-            "timestamp": iso_ms(now_ms),
-            "seq": seq,
-        }
-    )
+    """An update built for one connection: its conflated changes."""
+    return _update(contest_id, seq, changes, False, now_ms)
 
 
 def encode_refresh(contest_id: str, seq: int, now_ms: int) -> bytes:
     """A refresh for one connection: carries the contest's current ``seq`` and consumes none."""
-    return orjson.dumps(
-        {
-            "type": "liquidity.update",
-            "contest_id": contest_id,
-            "changed_entries": [],
-            "refresh_required": True,
-            "timestamp": iso_ms(now_ms),
-            "seq": seq,
-        }
-    )
+    return _update(contest_id, seq, [], True, now_ms)
 
 
 def encode_connected(organization_id: str, api_key_id: str, now_ms: int) -> bytes:
