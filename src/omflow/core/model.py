@@ -6,17 +6,37 @@ Names follow the API: ``contest_id``, ``liquidity_hash``, ``partner_id``, ``seq`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar, Literal
 
 Number = int | float
+
+#: Most price levels kept per ladder (one partner, one position). Publishers that send more
+#: are refused; feed adapters keep the best ``MAX_LEVELS``.
+MAX_LEVELS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One rung of a taker's price ladder: ``available`` units can be bought at ``price``."""
+
+    price: float
+    available: Number
 
 
 @dataclass(frozen=True, slots=True)
 class EntryUpdate:
-    """One quoted position from one partner: ``{"liquidity_hash", "price", "available"}``."""
+    """One quoted position from one partner: ``{"liquidity_hash", "price", "available"}``.
+
+    ``levels`` is the partner's depth for the position, best (lowest) price first; its first
+    level is the entry's own ``price`` and ``available``. Empty when the partner publishes no
+    depth: its ladder is then the single top-of-book level.
+    """
 
     liquidity_hash: str
     price: float
     available: Number
+    levels: tuple[Level, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +76,175 @@ class LiquidityEvent:
     client re-fetches the book over REST.
     """
 
+    CHANNEL: ClassVar[str] = "liquidity"
+
     contest_id: str
     seq: int
     changes: tuple[Change, ...]
     refresh_required: bool
     timestamp_ms: int
+
+    @property
+    def topic(self) -> str:
+        return self.contest_id
+
+
+@dataclass(slots=True)
+class LevelChange:
+    """One level of an ``orderbook.update``: ``available: 0`` removes the level."""
+
+    partner_id: str
+    price: float
+    available: Number
+
+
+@dataclass(slots=True)
+class DepthEvent:
+    """A change to one position's ladders, stamped with the position's next ``seq``."""
+
+    CHANNEL: ClassVar[str] = "orderbook"
+
+    position_hash: str
+    contest_id: str
+    seq: int
+    changes: tuple[LevelChange, ...]
+    refresh_required: bool
+    timestamp_ms: int
+
+    @property
+    def topic(self) -> str:
+        return self.position_hash
+
+
+# --- contest state (status, score, settlement) ----------------------------------------------
+
+Status = Literal["scheduled", "live", "halftime", "final", "postponed", "cancelled"]
+STATUSES: tuple[Status, ...] = ("scheduled", "live", "halftime", "final", "postponed", "cancelled")
+#: Statuses after which a contest trades no more: its opportunities close.
+CLOSED_STATUSES: frozenset[str] = frozenset({"final", "postponed", "cancelled"})
+Winner = Literal["home", "away", "draw"]
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    home: int
+    away: int
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How a contest settled."""
+
+    winner: Winner
+    settled_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class GameState:
+    """A contest's live state as ``contest_state`` sends it; ``None`` where unknown."""
+
+    status: Status
+    period: str | None = None
+    clock: str | None = None
+    score: Score | None = None
+    result: Result | None = None
+
+
+class Keep(Enum):
+    """A ``StateUpdate`` field the publisher did not send: the current value stays."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class StateUpdate:
+    """What a partner (or a feed) publishes about a contest's state.
+
+    Fields left at ``KEEP`` keep their current value; ``None`` clears one. A contest with no
+    state yet that gets an update without ``status`` starts as ``scheduled``.
+    """
+
+    partner_id: str
+    contest_id: str
+    status: Status | Keep = KEEP
+    period: str | Keep | None = KEEP
+    clock: str | Keep | None = KEEP
+    score: Score | Keep | None = KEEP
+    result: Result | Keep | None = KEEP
+
+
+@dataclass(slots=True)
+class StateEvent:
+    """A change to a contest's state, stamped with the contest's next ``contest_state`` seq."""
+
+    CHANNEL: ClassVar[str] = "contest_state"
+
+    contest_id: str
+    seq: int
+    state: GameState
+    timestamp_ms: int
+
+    @property
+    def topic(self) -> str:
+        return self.contest_id
+
+
+# --- opportunities ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """One leg of an opportunity: one outcome bought at one partner."""
+
+    liquidity_hash: str
+    partner_id: str
+    price: float
+    available: Number
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """Legs covering every outcome of one market whose fee-adjusted prices sum below 1."""
+
+    opportunity_id: str
+    contest_id: str
+    market_key: str
+    variant_key: str
+    timeframe_key: str
+    legs: tuple[Leg, ...]
+    cost: float
+    edge: float
+    max_stake: Number
+
+
+OpportunityKind = Literal["open", "update", "close"]
+CloseReason = Literal["price_moved", "size_gone", "contest_closed"]
+
+
+@dataclass(slots=True)
+class OpportunityEvent:
+    """``opportunity.open`` / ``.update`` (with the opportunity) or ``.close`` (with a reason)."""
+
+    CHANNEL: ClassVar[str] = "opportunities"
+
+    kind: OpportunityKind
+    contest_id: str
+    seq: int
+    book_seq: int
+    opportunity_id: str
+    opportunity: Opportunity | None  # None for a close
+    reason: CloseReason | None  # set for a close
+    timestamp_ms: int
+
+    @property
+    def topic(self) -> str:
+        return self.contest_id
+
+
+# --- catalog ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +257,13 @@ class League:
 
 @dataclass(frozen=True, slots=True)
 class Participant:
+    """A team or player. ``aliases`` are other names venues use for it (for matching)."""
+
     id: str
     name: str
     league_id: str
     abbreviation: str
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
