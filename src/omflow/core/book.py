@@ -34,7 +34,15 @@ class Entry:
 class ContestBook:
     """One contest's entries across partners, its ``seq`` and its recent events."""
 
-    __slots__ = ("_by_partner", "contest_id", "entries", "history", "seq", "updated_at_ms")
+    __slots__ = (
+        "_by_partner",
+        "contest_id",
+        "entries",
+        "history",
+        "last_changed",
+        "seq",
+        "updated_at_ms",
+    )
 
     def __init__(self, contest_id: str, history: int = DEFAULT_HISTORY) -> None:
         self.contest_id = contest_id
@@ -43,6 +51,10 @@ class ContestBook:
         self._by_partner: dict[str, set[str]] = {}
         self.history: deque[LiquidityEvent] = deque(maxlen=history)
         self.updated_at_ms = 0
+        #: What the last ``apply`` changed, also when its event is a ``refresh_required``
+        #: that carries none: what the channels derived from the book (depth, opportunities)
+        #: look at.
+        self.last_changed: tuple[Change, ...] = ()
 
     def apply(
         self,
@@ -102,15 +114,15 @@ class ContestBook:
         if not owned:
             del by_partner[partner_id]
         if not changed:
+            self.last_changed = ()
             return None
+        self.last_changed = tuple(changed.values())
         self.seq += 1
         self.updated_at_ms = now_ms
         if len(changed) > max_entries_per_event:
             event = LiquidityEvent(self.contest_id, self.seq, (), True, now_ms)
         else:
-            event = LiquidityEvent(
-                self.contest_id, self.seq, tuple(changed.values()), False, now_ms
-            )
+            event = LiquidityEvent(self.contest_id, self.seq, self.last_changed, False, now_ms)
         self.history.append(event)
         return event
 
