@@ -1,6 +1,6 @@
 """The omflow server under test: the real ``App`` on uvloop, fed by a synthetic in-process feed.
 
-The feed calls ``app.ingest(Batch(...))``, omflow's own path from a partner batch to the
+The feed applies ``Batch(...)`` through the memory broker, omflow's own path from a batch to the
 sockets (Book → broker → gateway → socket) without HTTP ingest in front of it. The process
 prints one JSON line when it listens (``port``, ``key``, and ``feed_port``: the partner socket
 of ``benchlib.StampFeed``), then answers commands on stdin, one JSON object per line:
@@ -37,6 +37,7 @@ from benchlib import (
     serve_commands,
 )
 
+from omflow.broker.memory import MemoryBroker
 from omflow.core.book import Book
 from omflow.core.keys import parse_scopes
 from omflow.core.model import Batch, EntryUpdate
@@ -50,10 +51,11 @@ PING_INTERVAL_S = 3600.0
 
 
 class Feed:
-    """Synthetic partner batches of one entry each, ingested through ``App.ingest``."""
+    """Synthetic partner batches of one entry each, applied through the memory broker."""
 
     def __init__(self, app: App) -> None:
-        self.app = app
+        assert isinstance(app.broker, MemoryBroker)
+        self.broker = app.broker
         self.source = EventSource(1)
         self.pacer = Pacer(self.publish_one)
 
@@ -66,11 +68,12 @@ class Feed:
         source = self.source
         index = source.next_contest()
         contest_id = source.contest_ids[index]
-        book = self.app.book.get(contest_id)
+        book = self.broker.book.get(contest_id)
         seq = book.seq + 1 if book else 1
         liquidity_hash, price, available = source.entry(index, seq, stamp_us)
-        self.app.ingest(
-            Batch(PARTNER_ID, contest_id, (EntryUpdate(liquidity_hash, price, available),))
+        self.broker.apply_now(
+            Batch(PARTNER_ID, contest_id, (EntryUpdate(liquidity_hash, price, available),)),
+            time.time_ns() // 1_000_000,
         )
 
 

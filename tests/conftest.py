@@ -16,6 +16,7 @@ import orjson
 import pytest
 import uvloop
 
+from omflow.broker.base import Broker
 from omflow.core.keys import KeyRecord, parse_scopes
 from omflow.keystore.sqlite import SqliteKeyStore
 from omflow.server.app import App
@@ -89,7 +90,7 @@ class Server:
             organization_name=org,
             scopes=parse_scopes(scopes),
             max_connections=max_connections,
-            now_ms=self.app.clock_ms(),
+            now_ms=self.app.clock.ms(),
         )
         self.keys.append(record)
         return secret
@@ -157,7 +158,8 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """Start servers with settings overrides; every one is stopped after the test."""
     running: list[tuple[App, SqliteKeyStore]] = []
 
-    async def start(**overrides: Any) -> Server:
+    async def start(broker: Broker | None = None, **overrides: Any) -> Server:
+        """A server with these settings overrides (and, if given, this broker)."""
         data_dir = tmp_path / f"server{len(running)}"
         values: dict[str, Any] = {
             "port": 0,
@@ -169,7 +171,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         values.update(overrides)
         settings = Settings(**values)
         store = await SqliteKeyStore.open(settings.keys_path)
-        app = App(settings, store)
+        app = App(settings, store, broker=broker)
         await app.start()
         running.append((app, store))
         return Server(app, store)

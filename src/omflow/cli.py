@@ -133,7 +133,7 @@ async def _serve_async(settings: Settings) -> int:
     app = App(settings, store)
     demo_secret = None
     if settings.demo_key:
-        now_ms = app.clock_ms()
+        now_ms = app.clock.ms()
         await store.revoke_label(DEMO_LABEL, now_ms=now_ms)
         _, demo_secret = await store.create_key(
             organization_name="demo",
@@ -199,7 +199,7 @@ def _banner(settings: Settings, port: int, app: App, secret: str | None) -> None
 
 def _first_contest(app: App) -> str:
     """A contest the demo feed quotes (the soonest-starting one), for the example commands."""
-    contests = sorted(app.catalog.contests.values(), key=lambda c: c.starts_at_ms)
+    contests = sorted(app.broker.catalog.contests.values(), key=lambda c: c.starts_at_ms)
     return contests[0].id if contests else "ct_abc123"
 
 

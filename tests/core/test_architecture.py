@@ -102,6 +102,9 @@ def test_every_core_module_is_checked() -> None:
         "model",
         "keys",
         "ingest",
+        "channels",
+        "positions",
+        "catalog",
     }
     assert {f"omflow.core.{name}" for name in expected} <= names
 

@@ -9,13 +9,26 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.core.test_frames import parse_frame
 
+from omflow.core.channels import CHANNELS, conflations
 from omflow.core.frames import text_frame
 from omflow.core.model import Change, LiquidityEvent
-from omflow.core.outbox import CONFLATED, FIRST, QUEUED, Outbox
+from omflow.core.outbox import CONFLATED, FIRST, QUEUED
+from omflow.core.outbox import Outbox as _Outbox
 from omflow.core.protocol import encode_event
 
 NOW_MS = 1_776_463_201_234
 NOW_ISO = "2026-04-17T22:00:01.234Z"
+
+
+def Outbox(
+    max_pending_bytes: int = 1 << 20,
+    max_backlog_entries: int = 20_000,
+    max_entries_per_contest: int = 1000,
+) -> _Outbox:
+    """An outbox with the server's channels, as the gateway makes one per connection."""
+    return _Outbox(
+        conflations(CHANNELS), max_pending_bytes, max_backlog_entries, max_entries_per_contest
+    )
 
 
 def lh(n: int, contest_id: str = "ct_a", partner_id: str = "kalshi") -> str:
@@ -273,12 +286,12 @@ def test_total_overflow_turns_everything_pending_into_refreshes() -> None:
 def test_forget_drops_a_contests_backlog() -> None:
     outbox = Outbox()
     feed = Feed()
-    outbox.forget(("ct_a",))  # not behind: nothing to forget
+    outbox.forget("liquidity", ("ct_a",))  # not behind: nothing to forget
     outbox.fall_behind()
     push(outbox, feed.event("ct_a", (0, 0.5, 1), (1, 0.5, 1)))
     push(outbox, feed.event("ct_b", (0, 0.5, 1)))
     push(outbox, feed.event("ct_c", refresh=True))
-    outbox.forget(("ct_a", "ct_c", "ct_unknown"))
+    outbox.forget("liquidity", ("ct_a", "ct_c", "ct_unknown"))
     assert outbox.backlog_entries == 1
     assert outbox.catch_up(NOW_MS) == 0
     assert messages(outbox.take()) == [update("ct_b", 1, [entry(0, 0.5, 1, "ct_b")])]
@@ -323,7 +336,7 @@ def test_behind_nothing_is_lost_silently_and_memory_stays_bounded(
     fits = True  # the backlog never outgrew either limit
     for kind, contest_id, changes in steps:
         if kind == "forget":
-            outbox.forget((contest_id,))
+            outbox.forget("liquidity", (contest_id,))
             latest.pop(contest_id, None)
             newest.pop(contest_id, None)
             refreshed.discard(contest_id)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from omflow.core.model import Change, LiquidityEvent
 from omflow.core.protocol import (
-    CHANNELS,
+    LIQUIDITY_ONLY,
     MAX_CONTESTS_PER_CONNECTION,
     ClientError,
     ErrorCode,
@@ -119,7 +119,7 @@ def test_unknown_fields_are_ignored() -> None:
 def test_well_formed_contest_ids(contest_id: str) -> None:
     message = parse({"action": "subscribe", "channel": "liquidity", "contest_ids": [contest_id]})
     assert isinstance(message, Subscribe)
-    assert message.contest_ids == (contest_id,)
+    assert message.topics == (contest_id,)
 
 
 def test_duplicates_fold_keeping_order() -> None:
@@ -131,7 +131,7 @@ def test_duplicates_fold_keeping_order() -> None:
         }
     )
     assert isinstance(message, Subscribe)
-    assert message.contest_ids == ("ct_b", "ct_a", "ct_c")
+    assert message.topics == ("ct_b", "ct_a", "ct_c")
     message = parse({"action": "unsubscribe", "channel": "liquidity", "contest_ids": ["x", "x"]})
     assert message == Unsubscribe("liquidity", ("x",))
 
@@ -190,8 +190,36 @@ def test_unknown_channel_is_invalid_channel(action: str, channel: Any) -> None:
     assert refused(message) is ErrorCode.INVALID_CHANNEL
 
 
-def test_only_liquidity_is_served() -> None:
-    assert frozenset({"liquidity"}) == CHANNELS
+def test_a_part_a_parser_knows_only_liquidity() -> None:
+    assert set(LIQUIDITY_ONLY) == {"liquidity"}
+
+
+def test_channels_come_from_the_caller() -> None:
+    rules = {**LIQUIDITY_ONLY, "contest_state": LIQUIDITY_ONLY["liquidity"]}
+    raw = orjson.dumps({"action": "subscribe", "channel": "contest_state", "contest_ids": ["c"]})
+    assert parse_client_message(raw, rules) == Subscribe("contest_state", ("c",))
+    with pytest.raises(ClientError) as caught:
+        parse_client_message(raw)
+    assert caught.value.code is ErrorCode.INVALID_CHANNEL
+
+
+def test_subscribe_may_carry_the_epoch_of_its_resume_points() -> None:
+    message = parse(
+        {
+            "action": "subscribe",
+            "channel": "liquidity",
+            "contest_ids": ["ct_1"],
+            "resume": {"ct_1": 4},
+            "epoch": "a1b2c3",
+        }
+    )
+    assert message == Subscribe("liquidity", ("ct_1",), False, {"ct_1": 4}, "a1b2c3")
+
+
+@pytest.mark.parametrize("epoch", [1, "", "x" * 65, ["a"], True])
+def test_a_malformed_epoch_is_invalid_message(epoch: Any) -> None:
+    message = {"action": "subscribe", "channel": "liquidity", "contest_ids": [], "epoch": epoch}
+    assert refused(message) is ErrorCode.INVALID_MESSAGE
 
 
 @pytest.mark.parametrize("action", ["subscribe", "unsubscribe"])
@@ -232,14 +260,14 @@ def test_200_contests_with_duplicates_is_fine() -> None:
         {"action": "subscribe", "channel": "liquidity", "contest_ids": wanted + wanted[::-1]}
     )
     assert isinstance(message, Subscribe)
-    assert message.contest_ids == tuple(wanted)
+    assert message.topics == tuple(wanted)
 
 
 def test_the_limit_is_configurable() -> None:
     raw = orjson.dumps({"action": "subscribe", "channel": "liquidity", "contest_ids": ids(3)})
-    assert isinstance(parse_client_message(raw, max_contests=3), Subscribe)
+    assert isinstance(parse_client_message(raw, max_topics=3), Subscribe)
     with pytest.raises(ClientError) as caught:
-        parse_client_message(raw, max_contests=2)
+        parse_client_message(raw, max_topics=2)
     assert caught.value.code is ErrorCode.TOO_MANY_CONTESTS
 
 
@@ -371,8 +399,8 @@ def test_any_input_parses_or_is_refused_with_a_code(raw: bytes | str) -> None:
         return
     assert isinstance(message, Subscribe | Unsubscribe | Ping)
     if not isinstance(message, Ping):
-        assert message.channel in CHANNELS
-        assert len(set(message.contest_ids)) == len(message.contest_ids)
+        assert message.channel in LIQUIDITY_ONLY
+        assert len(set(message.topics)) == len(message.topics)
 
 
 def test_error_codes_are_the_specs() -> None:
@@ -383,6 +411,8 @@ def test_error_codes_are_the_specs() -> None:
         "invalid_contest_id",
         "too_many_contests",
         "rate_limited",
+        "invalid_position_hash",
+        "unavailable",
     }
 
 
@@ -409,7 +439,7 @@ def assert_json(data: bytes, expected: Any) -> None:
 
 
 def test_connected_shape() -> None:
-    data = encode_connected("org_1", "key_1", epoch_ms(2026, 4, 17, 22) + 999)
+    data = encode_connected("org_1", "key_1", epoch_ms(2026, 4, 17, 22) + 999, "e1")
     assert_json(
         data,
         {
@@ -417,6 +447,7 @@ def test_connected_shape() -> None:
             "organization_id": "org_1",
             "api_key_id": "key_1",
             "server_time": "2026-04-17T22:00:00Z",
+            "epoch": "e1",
         },
     )
 
@@ -508,7 +539,7 @@ def test_refresh_for_one_connection_shape() -> None:
 @pytest.mark.parametrize("contest_ids", [["ct_abc123"], ("ct_a", "ct_b"), []])
 def test_subscribed_and_unsubscribed_shapes(contest_ids: list[str] | tuple[str, ...]) -> None:
     assert_json(
-        encode_subscribed("liquidity", contest_ids),
+        encode_subscribed("liquidity", "contest_ids", contest_ids),
         {
             "type": "subscribed",
             "channel": "liquidity",
@@ -516,7 +547,7 @@ def test_subscribed_and_unsubscribed_shapes(contest_ids: list[str] | tuple[str, 
         },
     )
     assert_json(
-        encode_unsubscribed("liquidity", contest_ids),
+        encode_unsubscribed("liquidity", "contest_ids", contest_ids),
         {
             "type": "unsubscribed",
             "channel": "liquidity",
@@ -564,13 +595,14 @@ def test_reconnect_shape() -> None:
 def test_snapshot_shape() -> None:
     entries = [{"liquidity_hash": HASH, "partner_id": "kalshi", "price": 0.49, "available": 5400}]
     assert_json(
-        encode_snapshot("ct_abc123", 1841, entries, SPEC_MS),
+        encode_snapshot("ct_abc123", 1841, entries, SPEC_MS, "e1"),
         {
             "type": "liquidity.snapshot",
             "contest_id": "ct_abc123",
             "seq": 1841,
             "entries": entries,
             "timestamp": "2026-04-17T22:00:01.234Z",
+            "epoch": "e1",
         },
     )
 

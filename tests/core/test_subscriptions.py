@@ -13,7 +13,7 @@ def test_first_subscribe() -> None:
     subs: Subscriptions[str] = Subscriptions()
     change = subs.subscribe("c1", ["ct_a", "ct_b"])
     assert change == FilterChange(
-        contest_ids=("ct_a", "ct_b"),
+        topics=("ct_a", "ct_b"),
         added=("ct_a", "ct_b"),
         removed=(),
         first=("ct_a", "ct_b"),
@@ -21,7 +21,7 @@ def test_first_subscribe() -> None:
     )
     assert subs.filter_of("c1") == ("ct_a", "ct_b")
     assert list(subs.subscribers("ct_a")) == ["c1"]
-    assert sorted(subs.contests()) == ["ct_a", "ct_b"]
+    assert sorted(subs.topics()) == ["ct_a", "ct_b"]
     assert subs.count() == 2
 
 
@@ -31,7 +31,7 @@ def test_resubscribe_replaces_the_filter() -> None:
     subs.subscribe("c2", ["ct_b"])
     change = subs.subscribe("c1", ["ct_c", "ct_b"])
     assert change == FilterChange(
-        contest_ids=("ct_c", "ct_b"),
+        topics=("ct_c", "ct_b"),
         added=("ct_c",),
         removed=("ct_a",),
         first=("ct_c",),
@@ -40,7 +40,7 @@ def test_resubscribe_replaces_the_filter() -> None:
     assert subs.filter_of("c1") == ("ct_c", "ct_b")
     assert list(subs.subscribers("ct_a")) == []
     assert sorted(subs.subscribers("ct_b")) == ["c1", "c2"]
-    assert sorted(subs.contests()) == ["ct_b", "ct_c"]
+    assert sorted(subs.topics()) == ["ct_b", "ct_c"]
     assert subs.count() == 3
 
 
@@ -72,14 +72,14 @@ def test_empty_subscribe_of_a_new_connection_registers_nothing() -> None:
     subs: Subscriptions[str] = Subscriptions()
     assert subs.subscribe("c1", []) == FilterChange((), (), (), (), ())
     assert subs.filter_of("c1") == ()
-    assert list(subs.contests()) == []
+    assert list(subs.topics()) == []
     assert subs.count() == 0
 
 
 def test_duplicates_are_folded() -> None:
     subs: Subscriptions[str] = Subscriptions()
     change = subs.subscribe("c1", ["ct_a", "ct_a", "ct_b", "ct_a"])
-    assert change.contest_ids == ("ct_a", "ct_b")
+    assert change.topics == ("ct_a", "ct_b")
     assert change.first == ("ct_a", "ct_b")
     assert subs.count() == 2
 
@@ -98,7 +98,7 @@ def test_unsubscribe_removes_and_ignores_unknown_ids() -> None:
     subs.subscribe("c2", ["ct_b"])
     change = subs.unsubscribe("c1", ["ct_x", "ct_b", "ct_a", "ct_b"])
     assert change == FilterChange(
-        contest_ids=("ct_b", "ct_a"), added=(), removed=("ct_b", "ct_a"), first=(), last=("ct_a",)
+        topics=("ct_b", "ct_a"), added=(), removed=("ct_b", "ct_a"), first=(), last=("ct_a",)
     )
     assert subs.filter_of("c1") == ("ct_c",)
     assert list(subs.subscribers("ct_b")) == ["c2"]
@@ -118,7 +118,7 @@ def test_unsubscribing_everything_forgets_the_connection() -> None:
     change = subs.unsubscribe("c1", ["ct_a", "ct_b"])
     assert change.last == ("ct_a", "ct_b")
     assert subs.filter_of("c1") == ()
-    assert list(subs.contests()) == []
+    assert list(subs.topics()) == []
     assert subs.count() == 0
     # Subscribing again starts afresh.
     assert subs.subscribe("c1", ["ct_a"]).first == ("ct_a",)
@@ -133,7 +133,7 @@ def test_drop() -> None:
     assert list(subs.subscribers("ct_b")) == ["c2"]
     assert subs.drop("c1") == ()
     assert subs.drop("c2") == ("ct_b",)
-    assert list(subs.contests()) == []
+    assert list(subs.topics()) == []
     assert subs.count() == 0
 
 
@@ -176,7 +176,7 @@ class RegistryMachine(RuleBasedStateMachine):
         if contest_ids:
             self.model[conn] = list(dict.fromkeys(contest_ids))
         new = self.model.get(conn, [])
-        assert change.contest_ids == tuple(new)
+        assert change.topics == tuple(new)
         assert change.added == tuple(c for c in new if c not in old)
         self.check_first_last(before, change)
 
@@ -191,7 +191,7 @@ class RegistryMachine(RuleBasedStateMachine):
         else:
             self.model.pop(conn, None)
         change = self.subs.unsubscribe(conn, contest_ids)
-        assert change.contest_ids == tuple(removed)
+        assert change.topics == tuple(removed)
         assert change.added == ()
         assert change.first == ()
         self.check_first_last(before, change)
@@ -215,7 +215,7 @@ class RegistryMachine(RuleBasedStateMachine):
         for conn in ("c1", "c2", "c3", "c4"):
             for contest_id in self.subs.filter_of(conn):
                 inverse.setdefault(contest_id, set()).add(conn)
-        index = {c: list(self.subs.subscribers(c)) for c in self.subs.contests()}
+        index = {c: list(self.subs.subscribers(c)) for c in self.subs.topics()}
         assert {c: set(s) for c, s in index.items()} == inverse
         for subscribers in index.values():
             assert subscribers  # no contest is listed without a subscriber

@@ -115,3 +115,60 @@ async def test_reconnect_loop_comes_back_after_a_restart(make_server: ServerFact
             assert orjson.loads(await again.recv())["type"] == "connected"
             await again.send('{"action":"subscribe","channel":"liquidity","contest_ids":["ct_a"]}')
             assert orjson.loads(await again.recv())["contest_ids"] == ["ct_a"]
+
+
+# --- epochs: a seq means something only within the history it belongs to ------------------
+
+
+async def test_the_epoch_is_announced_on_connect_and_in_rest_meta(server: Server) -> None:
+    secret = await server.key()
+    await publish_rounds(server, "ct_a", 2)
+    ws = await websockets.connect(server.url(secret))
+    async with ws:
+        hello = orjson.loads(await ws.recv())
+        assert (await subscribe(ws, ["ct_a"], snapshot=True))["type"] == "subscribed"
+        snapshot = await recv(ws)
+    book = (await server.get("/flow/v1/contests/ct_a/liquidity", secret)).json()
+    assert isinstance(hello["epoch"], str)
+    assert hello["epoch"]
+    assert snapshot["epoch"] == hello["epoch"]
+    assert book["meta"]["epoch"] == hello["epoch"]
+    assert book["meta"]["seq"] == snapshot["seq"] == 2
+
+
+async def test_a_restart_starts_a_new_epoch_and_old_resume_points_are_not_replayed(
+    make_server: ServerFactory,
+) -> None:
+    """After a restart seq counts again from 0: resuming from seq 2 of the old history must not
+    replay seq 3.. of the new one as if they followed it."""
+    first = await make_server()
+    secret = await first.key()
+    await publish_rounds(first, "ct_a", 2)
+    async with await connect(first, secret) as ws:
+        await subscribe(ws, ["ct_a"], snapshot=True)
+        old_epoch = (await recv(ws))["epoch"]
+    port, data_dir = first.port, first.app.settings.data_dir
+    await first.app.stop()
+    second = await make_server(port=port, data_dir=data_dir)
+    await publish_rounds(second, "ct_a", 4)  # the new history passes the old resume point
+    ws = await websockets.connect(second.url(secret))
+    async with ws:
+        hello = orjson.loads(await ws.recv())
+        await subscribe(ws, ["ct_a"], resume={"ct_a": 2}, epoch=old_epoch)
+        refresh = await recv(ws)
+        await subscribe(ws, ["ct_a"], resume={"ct_a": 2}, epoch=old_epoch, snapshot=True)
+        snapshot = await recv(ws)
+        await subscribe(ws, ["ct_a"], resume={"ct_a": 2}, epoch=hello["epoch"])
+        replay = [await recv(ws), await recv(ws)]
+    assert hello["epoch"] != old_epoch
+    assert (refresh["refresh_required"], refresh["seq"], refresh["changed_entries"]) == (
+        True,
+        4,
+        [],
+    )
+    assert (snapshot["type"], snapshot["seq"], snapshot["epoch"]) == (
+        "liquidity.snapshot",
+        4,
+        hello["epoch"],
+    )
+    assert [m["seq"] for m in replay] == [3, 4]

@@ -157,7 +157,7 @@ async def metric_values(server: Server) -> dict[str, float]:
 
 def add_catalog(server: Server) -> None:
     """Two leagues, four participants and seven contests, three of them starting together."""
-    server.app.catalog.add(
+    server.app.broker.catalog.add(
         leagues=[
             League("lg_nfl", "NFL", "team"),
             League("lg_nba", "NBA", "team", "inactive"),
@@ -237,7 +237,7 @@ async def test_each_way_to_pass_a_key_is_accepted_and_checked(server: Server, wa
         check(await get(server.port, f"{API}/contests{query}", headers), 401, "unauthorized")
 
     record = server.keys[-1]
-    assert await server.store.revoke(record.key_id, now_ms=server.app.clock_ms())
+    assert await server.store.revoke(record.key_id, now_ms=server.app.clock.ms())
     headers, query = key_headers(way, secret)
 
     async def refused() -> bool:

@@ -50,7 +50,7 @@ async def publish_until_behind(server: Server, conn: StreamConnection, at_least:
     async with asyncio.timeout(10):
         while not conn.outbox.behind or rounds < at_least:
             rounds += 1
-            server.app.ingest(batch("ct_a", rounds))
+            await server.app.ingestor.apply(batch("ct_a", rounds))
             await asyncio.sleep(0)  # let the loop flush
     return rounds
 
@@ -75,7 +75,7 @@ async def test_non_reading_client_is_bounded_then_closed_and_others_are_unaffect
         peak = 0
         seqs = []
         for round_ in range(1, rounds + 1):
-            server.app.ingest(batch("ct_a", round_))
+            await server.app.ingestor.apply(batch("ct_a", round_))
             seqs.append(orjson.loads(await good.recv())["seq"])
             if not slow_conn.closed:
                 held = slow_conn.transport.get_write_buffer_size() + slow_conn.outbox.size
@@ -104,7 +104,7 @@ async def test_slow_client_that_catches_up_sees_a_gap_and_the_latest_values(
     rounds = await publish_until_behind(server, conn, at_least=50)
     for _ in range(5):  # a few more while behind: conflated, latest wins
         rounds += 1
-        server.app.ingest(batch("ct_a", rounds))
+        await server.app.ingestor.apply(batch("ct_a", rounds))
     # Now read everything, rebuilding the book as a client would.
     book: dict[str, int] = {}
     seqs: list[int] = []
@@ -135,7 +135,7 @@ async def test_a_burst_over_the_pending_limit_is_conflated_then_delivered(
         await ws.send('{"action":"subscribe","channel":"liquidity","contest_ids":["ct_a"]}')
         await ws.recv()
         for round_ in range(1, 11):  # ~110 KB in one turn: no await in between
-            server.app.ingest(batch("ct_a", round_))
+            await server.app.ingestor.apply(batch("ct_a", round_))
         seqs, latest = [], {}
         async with asyncio.timeout(5):
             while not seqs or seqs[-1] < 10:
@@ -163,7 +163,7 @@ async def test_events_only_conflated_leave_nothing_pending(make_server: ServerFa
         await asyncio.sleep(0)  # the flush that follows the last queued event
         for _ in range(1000):
             rounds += 1
-            server.app.ingest(batch("ct_a", rounds))
+            await server.app.ingestor.apply(batch("ct_a", rounds))
         assert conn.outbox.backlog_entries <= ENTRIES_PER_EVENT
         assert len(server.app.gateway._turn_started) == 0
     finally:

@@ -80,7 +80,7 @@ async def test_auth_failure_is_401_at_upgrade(server: Server) -> None:
 async def test_revoked_key_is_refused_and_its_connections_close(server: Server) -> None:
     secret = await server.key()
     ws = await connect(server, secret)
-    await server.store.revoke(server.keys[-1].key_id, now_ms=server.app.clock_ms())
+    await server.store.revoke(server.keys[-1].key_id, now_ms=server.app.clock.ms())
 
     async def drain_until_closed() -> None:
         while True:

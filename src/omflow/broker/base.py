@@ -1,25 +1,132 @@
-"""The Broker carries book events from whoever owns a contest's Book to every gateway.
+"""The Broker: what every process of one omflow deployment must agree on, and how events move.
 
-Narrow on purpose: publish, and one handler per process that receives the events.
-``publish`` never waits: an implementation that talks to a network
-queues and sends in the background, in order.
+Shaped after centrifuge's broker, widened by what a book needs:
+
+- **apply**: a partner batch (or a contest-state update) is applied to the contest's shared
+  state, which stamps each resulting event with its topic's next ``seq``, and the events are
+  published to every process following their topics — exactly once, in ``seq`` order;
+- **follow / unfollow** a (channel, topic) — driven by the first and last local subscriber — so
+  a process receives only the events its clients want; ``following`` waits until events for
+  a topic are flowing (after that, history plus live events have no gap);
+- **history** since a ``seq`` (resume), **snapshot** with its ``seq`` (REST and catch-up);
+- an **epoch**: the name of the history every ``seq`` belongs to. It changes when that history
+  is lost (a restarted process with the memory broker; a Redis that came back empty), so a
+  client can tell "seq 5 of a new history" from "seq 5 of the one I knew".
+
+The memory broker is one process's dispatch; the Redis broker shares all of it across
+processes and machines. One contract suite (``tests/broker``) runs against both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from omflow.core.model import LiquidityEvent
+from omflow.core.catalog import Catalog
+from omflow.core.model import (
+    Batch,
+    Contest,
+    DepthEvent,
+    League,
+    LiquidityEvent,
+    LiquiditySnapshot,
+    OpportunityEvent,
+    Participant,
+    StateEvent,
+)
 
-EventHandler = Callable[[LiquidityEvent], None]
+Event = LiquidityEvent | StateEvent | DepthEvent | OpportunityEvent
+#: Where a process's events go (the gateway): the event and, when the broker already holds
+#: it, the event's wire JSON (so it is not encoded again).
+Deliver = Callable[[Event, bytes | None], None]
+
+
+class Unavailable(Exception):
+    """The shared state cannot be reached (Redis is down): nothing was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one operation did: its events, in order, and the contest's book seq."""
+
+    events: list[Event] = field(default_factory=list)
+    seq: int = 0
 
 
 class Broker(Protocol):
-    def set_handler(self, handler: EventHandler) -> None:
-        """Where this process's events go (the gateway's ``publish``)."""
+    #: The history every seq belongs to; set by ``start``.
+    epoch: str
+    #: This process's view of the shared catalog (kept current by the broker).
+    catalog: Catalog
 
-    def publish(self, event: LiquidityEvent) -> None:
-        """Send ``event`` to every process subscribed to its contest."""
+    async def start(self, deliver: Deliver) -> None:
+        """Connect, learn the epoch, and send this process's events to ``deliver``."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # writing ---------------------------------------------------------------------------------
+
+    async def apply(self, batch: Batch, now_ms: int) -> Applied:
+        """Apply one validated partner batch to its contest and publish the events."""
+        ...
+
+    async def add_catalog(
+        self,
+        leagues: Iterable[League] = (),
+        participants: Iterable[Participant] = (),
+        contests: Iterable[Contest] = (),
+    ) -> None:
+        """Add or replace catalog items, for every process."""
+        ...
+
+    # following -------------------------------------------------------------------------------
+
+    def follow(self, channel: str, topic: str) -> None:
+        """Start receiving the topic's events (the first local subscriber arrived)."""
+        ...
+
+    def unfollow(self, channel: str, topic: str) -> None:
+        """Stop receiving them (the last local subscriber left)."""
+        ...
+
+    async def following(self, channel: str, topic: str) -> None:
+        """Return once the topic's events reach this process (after ``follow``)."""
+        ...
+
+    # reading ---------------------------------------------------------------------------------
+
+    async def history(self, channel: str, topic: str, since: int) -> list[Event] | None:
+        """The topic's events after ``since``; ``None`` when the history no longer reaches."""
+        ...
+
+    async def snapshot(self, channel: str, topic: str) -> Any:
+        """The topic's current state with its ``seq`` (the channel's snapshot type)."""
+        ...
+
+    async def seq(self, channel: str, topic: str) -> int:
+        """The topic's current ``seq`` (0 before its first event)."""
+        ...
+
+    async def liquidity(self, contest_id: str) -> LiquiditySnapshot | None:
+        """A contest's whole book at one seq, or ``None`` if nothing was ever published."""
+        ...
+
+    async def contest_ids(self) -> list[str]:
+        """Every contest something was published for."""
+        ...
+
+
+class Leases(Protocol):
+    """Per-key connection slots, counted across every process that shares them."""
+
+    async def acquire(self, key_id: str, limit: int) -> str | None:
+        """A lease id for one more connection of ``key_id``, or ``None`` at the limit."""
+        ...
+
+    def release(self, key_id: str, lease_id: str) -> None:
+        """Give a slot back (a connection closed); never waits."""
+        ...
 
     async def close(self) -> None: ...

@@ -13,22 +13,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 
-from omflow.core.model import Batch, Change, LiquidityEvent, Number
+from omflow.core.model import Batch, Change, Entry, LiquidityEvent
 
 DEFAULT_MAX_ENTRIES_PER_EVENT = 1000
 DEFAULT_HISTORY = 1024
-
-
-@dataclass(slots=True)
-class Entry:
-    """What the book holds for one liquidity hash."""
-
-    partner_id: str
-    price: float
-    available: Number
-    updated_at_ms: int
 
 
 class ContestBook:
@@ -113,16 +102,21 @@ class ContestBook:
             owned.intersection_update(listed)
         if not owned:
             del by_partner[partner_id]
+        return self._stamp(tuple(changed.values()), now_ms, max_entries_per_event)
+
+    def _stamp(
+        self, changed: tuple[Change, ...], now_ms: int, max_entries_per_event: int
+    ) -> LiquidityEvent | None:
+        """The event for what an apply changed, with the next ``seq``; ``None`` for nothing."""
+        self.last_changed = changed
         if not changed:
-            self.last_changed = ()
             return None
-        self.last_changed = tuple(changed.values())
         self.seq += 1
         self.updated_at_ms = now_ms
         if len(changed) > max_entries_per_event:
             event = LiquidityEvent(self.contest_id, self.seq, (), True, now_ms)
         else:
-            event = LiquidityEvent(self.contest_id, self.seq, self.last_changed, False, now_ms)
+            event = LiquidityEvent(self.contest_id, self.seq, changed, False, now_ms)
         self.history.append(event)
         return event
 

@@ -93,6 +93,17 @@ def parse_liquidity_hash(value: object) -> LiquidityHash:
     return LiquidityHash(partner_id, contest_id, *parts[2:])
 
 
+def is_valid_position_hash(value: object) -> bool:
+    """True for a well-formed position hash: a liquidity hash without its partner segment."""
+    if not isinstance(value, str) or len(value) > 400:
+        return False
+    try:
+        parse_liquidity_hash("p:" + value)
+    except ValueError:
+        return False
+    return True
+
+
 def position_hash_of(liquidity_hash: str) -> str:
     """The position hash of an already-validated liquidity hash."""
     return liquidity_hash.partition(":")[2]

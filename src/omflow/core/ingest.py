@@ -51,6 +51,30 @@ def parse_publish(partner_id: str, body: bytes) -> Batch:
     return Batch(partner_id, contest_id, entries, full_book)
 
 
+def validate_batch(batch: Batch) -> Batch:
+    """Check a batch a feed built exactly as ``parse_publish`` checks a body; return it.
+
+    Feeds go through the same rules as the ingest endpoint, so a feed bug cannot put into the
+    book what a partner's POST would be refused for.
+    """
+    if not is_valid_id(batch.partner_id):
+        raise IngestError("partner_id must be 1-64 letters, digits, '_' or '-'")
+    if not is_valid_id(batch.contest_id):
+        raise IngestError("contest_id must be 1-64 letters, digits, '_' or '-'")
+    if len(batch.entries) > MAX_ENTRIES_PER_PUBLISH:
+        raise IngestError(f"at most {MAX_ENTRIES_PER_PUBLISH} entries per publish")
+    for i, update in enumerate(batch.entries):
+        raw: dict[str, Any] = {
+            "liquidity_hash": update.liquidity_hash,
+            "price": update.price,
+            "available": update.available,
+        }
+        if update.levels:
+            raw["levels"] = [{"price": x.price, "available": x.available} for x in update.levels]
+        _entry(batch.partner_id, batch.contest_id, i, raw)
+    return batch
+
+
 def _entry(partner_id: str, contest_id: str, i: int, raw: Any) -> EntryUpdate:
     where = f"entries[{i}]"
     if not isinstance(raw, dict):

@@ -5,6 +5,7 @@ Names follow the API: ``contest_id``, ``liquidity_hash``, ``partner_id``, ``seq`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar, Literal
@@ -51,6 +52,25 @@ class Batch:
     contest_id: str
     entries: tuple[EntryUpdate, ...]
     full_book: bool = False
+
+
+@dataclass(slots=True)
+class Entry:
+    """What the book holds for one liquidity hash."""
+
+    partner_id: str
+    price: float
+    available: Number
+    updated_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LiquiditySnapshot:
+    """A contest's whole book at one ``seq`` (``entries``: liquidity hash -> entry)."""
+
+    contest_id: str
+    seq: int
+    entries: Mapping[str, Entry]
 
 
 # Change and LiquidityEvent are made once per change and once per event on the hot path, and

@@ -6,18 +6,19 @@ partners with something available (the book holds only entries with ``available 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from omflow.core.book import ContestBook
 from omflow.core.hashes import parse_liquidity_hash
+from omflow.core.model import Entry
 from omflow.core.timefmt import iso_ms
 
 
-def positions(book: ContestBook) -> list[dict[str, Any]]:
+def positions(entries: Mapping[str, Entry]) -> list[dict[str, Any]]:
     """``data`` of ``GET /contests/{id}/liquidity``, ordered by position hash then partner."""
     grouped: dict[str, dict[str, Any]] = {}
-    for liquidity_hash in sorted(book.entries):
-        entry = book.entries[liquidity_hash]
+    for liquidity_hash in sorted(entries):
+        entry = entries[liquidity_hash]
         parsed = parse_liquidity_hash(liquidity_hash)
         position_hash = parsed.position_hash
         position = grouped.get(position_hash)

@@ -13,6 +13,7 @@ it with an ``error`` message and stays open.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -31,8 +32,11 @@ class ErrorCode(StrEnum):
     INVALID_CHANNEL = "invalid_channel"
     INVALID_ACTION = "invalid_action"
     INVALID_CONTEST_ID = "invalid_contest_id"
+    INVALID_POSITION_HASH = "invalid_position_hash"
     TOO_MANY_CONTESTS = "too_many_contests"
     RATE_LIMITED = "rate_limited"
+    #: The shared state could not be read for a catch-up (the broker is down); try again.
+    UNAVAILABLE = "unavailable"
 
 
 class ClientError(Exception):
@@ -44,22 +48,48 @@ class ClientError(Exception):
         self.message = message
 
 
-#: Channels the server serves now; any other name answers ``invalid_channel``.
-CHANNELS = frozenset({"liquidity"})
+@dataclass(frozen=True, slots=True)
+class TopicRule:
+    """How a channel names what it follows: the filter field and what a valid topic is."""
+
+    field: str  # the subscribe field: "contest_ids" or "position_hashes"
+    noun: str  # "contest id": for error messages
+    code: ErrorCode  # the error for a malformed topic
+    valid: Callable[[object], bool]
+    shape: str  # what a valid topic looks like, for error messages
+
+
+CONTEST_TOPICS = TopicRule(
+    "contest_ids",
+    "contest id",
+    ErrorCode.INVALID_CONTEST_ID,
+    is_valid_id,
+    "1-64 letters, digits, '_' or '-'",
+)
+
+#: The channels a server built only for Part A would serve.
+LIQUIDITY_ONLY: Mapping[str, TopicRule] = {"liquidity": CONTEST_TOPICS}
 
 
 @dataclass(frozen=True, slots=True)
 class Subscribe:
+    """Replace the channel's filter with ``topics`` (contest ids, or position hashes).
+
+    ``resume`` maps topics to the last seq the client saw; ``epoch`` is the stream epoch those
+    seqs belong to (a resume from another epoch cannot be honoured).
+    """
+
     channel: str
-    contest_ids: tuple[str, ...]
+    topics: tuple[str, ...]
     snapshot: bool = False
     resume: dict[str, int] | None = None
+    epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
     channel: str
-    contest_ids: tuple[str, ...]
+    topics: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +101,15 @@ ClientMessage = Subscribe | Unsubscribe | Ping
 
 
 def parse_client_message(
-    data: bytes | str, max_contests: int = MAX_CONTESTS_PER_CONNECTION
+    data: bytes | str,
+    channels: Mapping[str, TopicRule] = LIQUIDITY_ONLY,
+    max_topics: int = MAX_CONTESTS_PER_CONNECTION,
 ) -> ClientMessage:
-    """Parse one client text frame; raise ``ClientError`` saying what is wrong."""
+    """Parse one client text frame; raise ``ClientError`` saying what is wrong.
+
+    Checks come in a fixed order, so a message with several faults always gets the same code:
+    JSON, object, action, channel, topics (each well-formed, then how many), then the options.
+    """
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -90,49 +126,53 @@ def parse_client_message(
             f"action {shown} is not one of 'subscribe', 'unsubscribe', 'ping'",
         )
     channel = message.get("channel")
-    if not isinstance(channel, str) or channel not in CHANNELS:
+    rule = channels.get(channel) if isinstance(channel, str) else None
+    if rule is None:
         shown = "missing" if channel is None else repr(channel)[:64]
         raise ClientError(
             ErrorCode.INVALID_CHANNEL,
-            f"channel {shown} is unknown; available: {', '.join(sorted(CHANNELS))}",
+            f"channel {shown} is unknown; available: {', '.join(sorted(channels))}",
         )
-    contest_ids = _contest_ids(message.get("contest_ids"), max_contests)
+    assert isinstance(channel, str)
+    topics = _topics(message.get(rule.field), rule, max_topics)
     if action == "unsubscribe":
-        return Unsubscribe(channel, contest_ids)
+        return Unsubscribe(channel, topics)
     snapshot = message.get("snapshot", False)
     if not isinstance(snapshot, bool):
         raise ClientError(ErrorCode.INVALID_MESSAGE, "snapshot must be true or false")
-    return Subscribe(channel, contest_ids, snapshot, _resume(message.get("resume"), contest_ids))
+    epoch = message.get("epoch")
+    if epoch is not None and not (isinstance(epoch, str) and 0 < len(epoch) <= 64):
+        raise ClientError(ErrorCode.INVALID_MESSAGE, "epoch must be the string the server sent")
+    resume = _resume(message.get("resume"), topics, rule)
+    return Subscribe(channel, topics, snapshot, resume, epoch)
 
 
-def _contest_ids(value: Any, max_contests: int) -> tuple[str, ...]:
+def _topics(value: Any, rule: TopicRule, max_topics: int) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise ClientError(ErrorCode.INVALID_MESSAGE, "contest_ids must be a list of contest ids")
-    for contest_id in value:
-        if not is_valid_id(contest_id):
-            raise ClientError(
-                ErrorCode.INVALID_CONTEST_ID,
-                f"contest id {str(contest_id)[:80]!r} is not 1-64 letters, digits, '_' or '-'",
-            )
+        raise ClientError(ErrorCode.INVALID_MESSAGE, f"{rule.field} must be a list of {rule.noun}s")
+    valid = rule.valid
+    for topic in value:
+        if not valid(topic):
+            raise ClientError(rule.code, f"{rule.noun} {str(topic)[:80]!r} is not {rule.shape}")
     folded = tuple(dict.fromkeys(value))  # duplicates folded, order kept
-    if len(folded) > max_contests:
+    if len(folded) > max_topics:
         raise ClientError(
             ErrorCode.TOO_MANY_CONTESTS,
-            f"{len(folded)} contests asked; at most {max_contests} per connection",
+            f"{len(folded)} {rule.noun}s asked; at most {max_topics} per connection",
         )
     return folded
 
 
-def _resume(value: Any, contest_ids: tuple[str, ...]) -> dict[str, int] | None:
+def _resume(value: Any, topics: tuple[str, ...], rule: TopicRule) -> dict[str, int] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or not all(
         isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 for seq in value.values()
     ):
         raise ClientError(
-            ErrorCode.INVALID_MESSAGE, "resume must map contest ids to non-negative seq numbers"
+            ErrorCode.INVALID_MESSAGE, f"resume must map {rule.noun}s to non-negative seq numbers"
         )
-    return {contest_id: value[contest_id] for contest_id in contest_ids if contest_id in value}
+    return {topic: value[topic] for topic in topics if topic in value}
 
 
 # --- Server messages -------------------------------------------------------------------------
@@ -178,23 +218,26 @@ def encode_refresh(contest_id: str, seq: int, now_ms: int) -> bytes:
     return _update(contest_id, seq, [], True, now_ms)
 
 
-def encode_connected(organization_id: str, api_key_id: str, now_ms: int) -> bytes:
+def encode_connected(organization_id: str, api_key_id: str, now_ms: int, epoch: str) -> bytes:
+    """The greeting; ``epoch`` names the history every ``seq`` belongs to (Part B)."""
     return orjson.dumps(
         {
             "type": "connected",
             "organization_id": organization_id,
             "api_key_id": api_key_id,
             "server_time": iso_s(now_ms),
+            "epoch": epoch,
         }
     )
 
 
-def encode_subscribed(channel: str, contest_ids: list[str] | tuple[str, ...]) -> bytes:
-    return orjson.dumps({"type": "subscribed", "channel": channel, "contest_ids": contest_ids})
+def encode_subscribed(channel: str, field: str, topics: list[str] | tuple[str, ...]) -> bytes:
+    """``{"type": "subscribed", "channel", "contest_ids" | "position_hashes"}``."""
+    return orjson.dumps({"type": "subscribed", "channel": channel, field: topics})
 
 
-def encode_unsubscribed(channel: str, contest_ids: list[str] | tuple[str, ...]) -> bytes:
-    return orjson.dumps({"type": "unsubscribed", "channel": channel, "contest_ids": contest_ids})
+def encode_unsubscribed(channel: str, field: str, topics: list[str] | tuple[str, ...]) -> bytes:
+    return orjson.dumps({"type": "unsubscribed", "channel": channel, field: topics})
 
 
 def encode_pong(now_ms: int) -> bytes:
@@ -209,7 +252,9 @@ def encode_reconnect(after_ms: int) -> bytes:
     return orjson.dumps({"type": "reconnect", "after_ms": after_ms})
 
 
-def encode_snapshot(contest_id: str, seq: int, entries: list[dict[str, Any]], now_ms: int) -> bytes:
+def encode_snapshot(
+    contest_id: str, seq: int, entries: list[dict[str, Any]], now_ms: int, epoch: str
+) -> bytes:
     return orjson.dumps(
         {
             "type": "liquidity.snapshot",
@@ -217,5 +262,6 @@ def encode_snapshot(contest_id: str, seq: int, entries: list[dict[str, Any]], no
             "seq": seq,
             "entries": entries,
             "timestamp": iso_ms(now_ms),
+            "epoch": epoch,
         }
     )

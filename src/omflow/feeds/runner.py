@@ -1,15 +1,13 @@
-"""Runs the demo simulator against a live server: the edge around the sans-I/O ``DemoMarket``."""
+"""Runs the demo simulator into a ``FeedSink``: the edge around the sans-I/O ``DemoMarket``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
+from omflow.clock import Clock
+from omflow.feeds.base import FeedHealth, FeedSink
 from omflow.feeds.demo import DemoMarket
-
-if TYPE_CHECKING:
-    from omflow.server.app import App
 
 log = logging.getLogger("omflow.feed")
 
@@ -17,26 +15,43 @@ log = logging.getLogger("omflow.feed")
 class DemoFeed:
     """The demo slate: its catalog and opening books land at once, its changes over time."""
 
-    def __init__(self, app: App, seed: int | None = None) -> None:
-        self.app = app
-        now_ms = app.clock_ms()
+    name = "demo"
+    stale_after_s: float | None = None
+
+    def __init__(self, clock: Clock, interval_s: float, seed: int | None = None) -> None:
+        self.clock = clock
+        self.interval_s = interval_s
+        now_ms = clock.ms()
         self.market = DemoMarket(seed if seed is not None else now_ms, now_ms)
-        app.catalog.add(self.market.leagues, self.market.participants, self.market.contests)
-        for batch in self.market.opening_books():
-            app.ingest(batch)
+        self.health = FeedHealth()
+        self._opened = False
+
+    async def open(self, sink: FeedSink) -> None:
+        """Announce the slate and publish every partner's opening book (once)."""
+        if self._opened:
+            return
+        self._opened = True
+        market = self.market
+        await sink.add_catalog(market.leagues, market.participants, market.contests)
+        for batch in market.opening_books():
+            await sink.publish(batch)
+        self.health.connected = True
         log.info(
             "demo feed: %d contests, %d partners quoting",
-            len(self.market.contests),
-            len(self.market.partners),
+            len(market.contests),
+            len(market.partners),
         )
 
-    async def run(self, interval_s: float) -> None:
+    async def run(self, sink: FeedSink) -> None:
         """Publish the market's changes every ``interval_s`` seconds, until cancelled."""
+        await self.open(sink)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             # Fixed-rate ticks: a slow step does not push every later step back.
-            next_at += interval_s
+            next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            for batch in self.market.step(self.app.clock_ms()):
-                self.app.ingest(batch)
+            for batch in self.market.step(self.clock.ms()):
+                await sink.publish(batch)
+            self.health.messages += 1
+            self.health.last_message_at = self.clock.monotonic()

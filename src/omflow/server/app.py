@@ -1,8 +1,8 @@
-"""The running service: wiring of Book, Broker, Gateway, keys, REST and the feed, and its lifespan.
+"""The running service: wiring of broker, ingestor, gateway, keys, REST and feeds, and its lifespan.
 
-Start-up and shut-down live here and nowhere else. On ``stop`` the server stops accepting,
-tells every stream client to come back after a jittered delay (``reconnect``), closes each with
-1012, and is gone within a few seconds.
+Start-up and shut-down live here and nowhere else; the parts only receive the narrow things
+they use. On ``stop`` the server stops accepting, tells every stream client to come back after
+a jittered delay (``reconnect``), closes each with 1012, and is gone within a few seconds.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from websockets.datastructures import Headers
@@ -20,18 +20,18 @@ from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import Side
 from websockets.server import ServerProtocol
 
-from omflow.broker.base import Broker
-from omflow.broker.memory import MemoryBroker
-from omflow.core.book import Book
-from omflow.core.catalog import Catalog
+from omflow.broker.base import Broker, Leases
+from omflow.broker.memory import MemoryBroker, MemoryLeases
+from omflow.clock import SYSTEM_CLOCK, Clock
+from omflow.core.channels import CHANNELS
 from omflow.core.keys import KeyRecord, Scope
-from omflow.core.model import Batch, LiquidityEvent
+from omflow.feeds.runner import DemoFeed
+from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
 from omflow.server import metrics, rest
 from omflow.server.auth import KeyCache, key_from
 from omflow.server.gateway import Gateway, GatewayLimits
 from omflow.server.http import HttpConnection, Request, Response, access_log, error_response
-from omflow.server.metrics import PartnerStats
 from omflow.server.stream import StreamConnection
 from omflow.settings import Settings
 
@@ -43,10 +43,6 @@ STREAM_PATH = "/flow/v1/stream"
 DRAIN_GRACE_S = 3.0
 
 
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class App:
     """One omflow server process."""
 
@@ -55,16 +51,21 @@ class App:
         settings: Settings,
         store: KeyStore,
         broker: Broker | None = None,
-        clock_ms: Callable[[], int] = wall_clock_ms,
+        leases: Leases | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.clock_ms = clock_ms
-        self.book = Book(settings.max_entries_per_event, settings.history)
-        self.catalog = Catalog()
-        self.broker: Broker = broker or MemoryBroker()
+        self.clock = clock
+        self.broker: Broker = broker or MemoryBroker(
+            settings.max_entries_per_event, settings.history
+        )
+        self.leases: Leases = leases or MemoryLeases()
+        self.ingestor = Ingestor(self.broker, clock)
         self.gateway = Gateway(
-            self.book,
+            self.broker,
+            self.leases,
+            CHANNELS,
             GatewayLimits(
                 max_contests=settings.max_contests,
                 max_pending_bytes=settings.max_pending_bytes,
@@ -72,15 +73,20 @@ class App:
                 max_entries_per_event=settings.max_entries_per_event,
                 slow_consumer_timeout_s=settings.slow_consumer_timeout,
             ),
-            clock_ms,
+            clock,
         )
-        self.broker.set_handler(self.gateway.publish)
         self.keys = KeyCache(store, self._revoked, settings.key_refresh)
+        self.services = rest.Services(
+            broker=self.broker,
+            ingestor=self.ingestor,
+            clock=clock,
+            readiness=self._readiness,
+            metrics=self.metrics_text,
+        )
         self.max_body_bytes = settings.max_body_bytes
         self.ready = False
         self.port = settings.port
         self.http_connections: set[HttpConnection] = set()
-        self.partners: dict[str, PartnerStats] = {}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -89,8 +95,13 @@ class App:
     # lifespan --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the key store, start the feed and heartbeats, and listen."""
+        """Connect the broker, load the keys, open the feed, start heartbeats, and listen."""
+        await self.broker.start(self.gateway.publish)
         await self.keys.start()
+        if self.settings.feed == "demo":
+            feed = DemoFeed(self.clock, self.settings.feed_interval)
+            await feed.open(self.ingestor)
+            self._spawn(feed.run(self.ingestor))
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: HttpConnection(self, self.http_connections),
@@ -100,10 +111,6 @@ class App:
             reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        if self.settings.feed == "demo":
-            from omflow.feeds.runner import DemoFeed
-
-            self._spawn(DemoFeed(self).run(self.settings.feed_interval))
         self._arm_heartbeat()
         self.ready = True
 
@@ -127,7 +134,9 @@ class App:
         for task in [*self._tasks, *self._upgrades_in_flight]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._upgrades_in_flight, return_exceptions=True)
+        await self.gateway.stop()
         await self.keys.stop()
+        await self.leases.close()
         await self.broker.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
@@ -146,25 +155,27 @@ class App:
         self.gateway.heartbeat()
         self._arm_heartbeat()
 
-    # data in ---------------------------------------------------------------------------------
-
-    def ingest(self, batch: Batch) -> LiquidityEvent | None:
-        """Apply a partner batch to the book and publish what changed."""
-        partner = self.partners.get(batch.partner_id)
-        if partner is None:
-            partner = self.partners[batch.partner_id] = PartnerStats()
-        partner.publishes += 1
-        partner.entries += len(batch.entries)
-        partner.last_publish = time.monotonic()
-        event = self.book.apply(batch, self.clock_ms())
-        if event is not None:
-            self.broker.publish(event)
-        return event
+    def _readiness(self) -> dict[str, Any] | None:
+        if not self.ready:
+            return None
+        return {"connections": len(self.gateway.connections), "epoch": self.broker.epoch}
 
     def _revoked(self, record: KeyRecord) -> None:
         closed = self.gateway.close_key(record.key_id, "api key revoked")
         if closed:
             log.info("key %s revoked: closed %d connection(s)", record.key_id, closed)
+
+    async def metrics_text(self) -> str:
+        gateway = self.gateway
+        return metrics.render(
+            connections=len(gateway.connections),
+            subscriptions=gateway.subscription_count(),
+            contests=len(await self.broker.contest_ids()),
+            stats=gateway.stats,
+            latency=gateway.latency,
+            partners=self.ingestor.partners,
+            now=self.clock.monotonic(),
+        )
 
     # HTTP ------------------------------------------------------------------------------------
 
@@ -179,7 +190,7 @@ class App:
             if refusal is not None:
                 return refusal
         try:
-            return await route.handler(self, request, params, key)
+            return await route.handler(self.services, request, params, key)
         except rest.ApiError as error:
             return error.response()
 
@@ -225,19 +236,16 @@ class App:
                 started,
             )
             return
-        key = self.keys.cached(secret)
-        if key is not None:
-            self._accept(request, transport, http, rest_, key, started)
-            return
-        # Not cached: ask the store without blocking the loop, holding the client's bytes.
+        # Looking the key up and taking a connection slot may wait (the store, shared leases):
+        # hold the client's bytes meanwhile.
         transport.pause_reading()
         task = asyncio.get_running_loop().create_task(
-            self._upgrade_slow(request, transport, http, rest_, secret, started)
+            self._admit(request, transport, http, rest_, secret, started)
         )
         self._upgrades_in_flight.add(task)
         task.add_done_callback(self._upgrades_in_flight.discard)
 
-    async def _upgrade_slow(
+    async def _admit(
         self,
         request: Request,
         transport: asyncio.Transport,
@@ -246,11 +254,33 @@ class App:
         secret: str,
         started: float,
     ) -> None:
-        key = await self.keys.lookup(secret)
+        key = self.keys.cached(secret) or await self.keys.lookup(secret)
         if transport.is_closing():
             return
+        key, refusal = self._check(request, key, Scope.STREAM)
+        if refusal is None and not self.ready:
+            refusal = error_response(503, "not_ready", "the server is shutting down")
+        lease_id: str | None = None
+        if refusal is None and key is not None:
+            lease_id = await self.gateway.admit(key)
+            if lease_id is None:
+                refusal = error_response(
+                    429,
+                    "too_many_connections",
+                    f"key {key.key_id} already has {key.max_connections} open "
+                    f"connection{'s' if key.max_connections != 1 else ''}",
+                )
+        if transport.is_closing():
+            if lease_id is not None and key is not None:
+                self.leases.release(key.key_id, lease_id)
+            return
         transport.resume_reading()
-        self._accept(request, transport, http, rest_, key, started)
+        if refusal is not None or key is None or lease_id is None:
+            assert refusal is not None
+            http.respond_and_close(request, refusal, started)
+            return
+        if not self._accept(request, transport, http, rest_, key, lease_id, started):
+            self.leases.release(key.key_id, lease_id)
 
     def _accept(
         self,
@@ -258,22 +288,10 @@ class App:
         transport: asyncio.Transport,
         http: HttpConnection,
         rest_: bytes,
-        key: KeyRecord | None,
+        key: KeyRecord,
+        lease_id: str,
         started: float,
-    ) -> None:
-        key, refusal = self._check(request, key, Scope.STREAM)
-        if refusal is None and not self.ready:
-            refusal = error_response(503, "not_ready", "the server is shutting down")
-        if refusal is None and key is not None and not self.gateway.has_room(key):
-            refusal = error_response(
-                429,
-                "too_many_connections",
-                f"key {key.key_id} already has {key.max_connections} open connection(s)",
-            )
-        if refusal is not None or key is None:
-            assert refusal is not None
-            http.respond_and_close(request, refusal, started)
-            return
+    ) -> bool:
         # The handshake is checked and answered by websockets; we parsed the request already, so
         # the frames that follow go to a fresh protocol in the OPEN state.
         handshaker = ServerProtocol(logger=_ws_logger)
@@ -286,18 +304,17 @@ class App:
                 ),
                 started,
             )
-            return
+            return False
         transport.write(handshake.serialize())
         ws = WsProtocol(Side.SERVER, max_size=self.settings.max_message_bytes, logger=_ws_logger)
         conn = StreamConnection(
             self.gateway, key, transport, ws, self.gateway.outbox(), http.client
         )
+        conn.lease_id = lease_id
         transport.set_protocol(conn)
         transport.set_write_buffer_limits(high=self.settings.write_buffer_high)
         self.gateway.add(conn)
         access_log(request, 101, started)
         if rest_:
             conn.data_received(rest_)
-
-    def metrics_text(self) -> str:
-        return metrics.render(self)
+        return True

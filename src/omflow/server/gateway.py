@@ -1,48 +1,58 @@
 """The gateway: every stream connection of this process, what each follows, and the fan-out.
 
-The hot path is ``publish``: an event is encoded and framed once, the same bytes are queued for
-every subscriber whose socket keeps up (one list append each), and each connection's queue
-leaves in one ``write`` at the end of the loop turn (``flush``, scheduled with ``call_soon``,
-never a timer: no added latency at light load, one syscall per connection at heavy load).
-Subscribers that fall behind conflate instead (see ``omflow.core.outbox``), and are closed with
-1008 when they do not catch up within ``slow_consumer_timeout_s``.
+Channels are data (``omflow.core.channels``): one ``Subscriptions`` per channel, the same code
+for each. The hot path is ``publish``: an event is encoded and framed once (or arrives encoded
+from the broker), the same bytes are queued for every subscriber whose socket keeps up (one list
+append each), and each connection's queue leaves in one ``write`` at the end of the loop turn
+(``flush``, scheduled with ``call_soon``, never a timer: no added latency at light load, one
+syscall per connection at heavy load). Subscribers that fall behind conflate instead (see
+``omflow.core.outbox``), and are closed with 1008 when they do not catch up within
+``slow_consumer_timeout_s``.
+
+A subscribe that needs a catch-up (a snapshot, a resume, a channel's initial state) waits on the
+broker. Meanwhile the topic's live events for that connection are held back, and once the
+catch-up is sent only those with a ``seq`` above it follow: confirmation, then snapshot or
+replay, then live updates, with nothing twice and nothing missing. The connection's later
+messages wait their turn, so they are answered in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from websockets.frames import CloseCode
 
+from omflow.broker.base import Broker, Event, Leases
+from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core import protocol as msg
-from omflow.core.book import ContestBook
+from omflow.core.channels import ChannelSpec, conflations, topic_rules
 from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
-from omflow.core.model import LiquidityEvent
 from omflow.core.outbox import CONFLATED, FIRST, Outbox
-from omflow.core.protocol import ClientError, Ping, Subscribe, Unsubscribe
+from omflow.core.protocol import ClientError, ErrorCode, Ping, Subscribe, Unsubscribe
 from omflow.core.subscriptions import Subscriptions
 from omflow.server.metrics import Histogram
 from omflow.server.stream import StreamConnection
 
 log = logging.getLogger("omflow.gateway")
 
-
-class BookView(Protocol):
-    """What the gateway reads of the book: snapshots and history for ``snapshot``/``resume``."""
-
-    def get(self, contest_id: str) -> ContestBook | None: ...
+#: Live events held back per (connection, topic) while its catch-up is fetched; past this the
+#: connection gets a refresh for the topic instead.
+MAX_HELD_EVENTS = 1024
+#: Client messages waiting behind a catch-up; more are refused with ``rate_limited``.
+MAX_INBOX = 64
 
 
 @dataclass(slots=True)
 class GatewayLimits:
-    max_contests: int = msg.MAX_CONTESTS_PER_CONNECTION
+    max_contests: int = msg.MAX_CONTESTS_PER_CONNECTION  # topics per connection, all channels
     max_pending_bytes: int = 1 << 20
     max_backlog_entries: int = 20_000
     max_entries_per_event: int = 1000
@@ -63,6 +73,17 @@ class GatewayStats:
     heartbeat_timeouts: int = 0
     pings: int = 0
     client_errors: int = 0
+    catch_up_failures: int = 0
+
+
+class _Held:
+    """A connection's live events for one topic, held back while its catch-up is fetched."""
+
+    __slots__ = ("events", "overflow")
+
+    def __init__(self) -> None:
+        self.events: list[tuple[Event, bytes]] = []
+        self.overflow = False
 
 
 class Gateway:
@@ -70,33 +91,47 @@ class Gateway:
 
     def __init__(
         self,
-        book: BookView,
+        broker: Broker,
+        leases: Leases,
+        channels: Mapping[str, ChannelSpec],
         limits: GatewayLimits | None = None,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self.book = book
+        self.broker = broker
+        self.leases = leases
+        self.channels = channels
         self.limits = limits or GatewayLimits()
-        self.clock_ms = clock_ms
-        self.liquidity: Subscriptions[StreamConnection] = Subscriptions()
+        self.clock = clock
+        self.subscriptions: dict[str, Subscriptions[StreamConnection]] = {
+            name: Subscriptions() for name in channels
+        }
         self.connections: set[StreamConnection] = set()
         self.by_key: dict[str, set[StreamConnection]] = {}
         self.stats = GatewayStats()
         self.latency = Histogram()
+        self._rules = topic_rules(channels)
+        self._conflations = conflations(channels)
+        self._held: dict[tuple[str, str], dict[StreamConnection, _Held]] = {}
         self._turn_started: list[float] = []  # when each event of this loop turn arrived
         self._dirty: list[StreamConnection] = []
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._empty: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # admission -------------------------------------------------------------------------------
 
-    def has_room(self, key: KeyRecord) -> bool:
-        return len(self.by_key.get(key.key_id, ())) < key.max_connections
+    async def admit(self, key: KeyRecord) -> str | None:
+        """A connection slot for ``key`` (a lease id), or ``None`` when it has none left."""
+        return await self.leases.acquire(key.key_id, key.max_connections)
 
     def outbox(self) -> Outbox:
         limits = self.limits
         return Outbox(
-            limits.max_pending_bytes, limits.max_backlog_entries, limits.max_entries_per_event
+            self._conflations,
+            limits.max_pending_bytes,
+            limits.max_backlog_entries,
+            limits.max_entries_per_event,
         )
 
     def add(self, conn: StreamConnection) -> None:
@@ -104,7 +139,12 @@ class Gateway:
         self._loop = self._loop or asyncio.get_running_loop()
         self.connections.add(conn)
         self.by_key.setdefault(conn.key.key_id, set()).add(conn)
-        conn.send(msg.encode_connected(conn.key.organization_id, conn.key.key_id, self.clock_ms()))
+        key = conn.key
+        conn.send(
+            msg.encode_connected(
+                key.organization_id, key.key_id, self.clock.ms(), self.broker.epoch
+            )
+        )
 
     def remove(self, conn: StreamConnection) -> None:
         if conn not in self.connections:
@@ -115,7 +155,12 @@ class Gateway:
             siblings.discard(conn)
             if not siblings:
                 del self.by_key[conn.key.key_id]
-        self.liquidity.drop(conn)
+        if conn.lease_id is not None:
+            self.leases.release(conn.key.key_id, conn.lease_id)
+            conn.lease_id = None
+        for channel, subscriptions in self.subscriptions.items():
+            for topic in subscriptions.drop(conn):
+                self.broker.unfollow(channel, topic)
         if not self.connections and self._empty is not None:
             self._empty.set()
 
@@ -125,70 +170,216 @@ class Gateway:
             self._empty = asyncio.Event()
             await self._empty.wait()
 
+    async def stop(self) -> None:
+        """Cancel catch-ups still waiting on the broker."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     # client messages -------------------------------------------------------------------------
 
     def on_message(self, conn: StreamConnection, data: bytes) -> None:
+        inbox = conn.inbox
+        if inbox is not None:
+            # An earlier message is still being answered: this one waits its turn.
+            if len(inbox) >= MAX_INBOX:
+                self._refuse(
+                    conn,
+                    ClientError(ErrorCode.RATE_LIMITED, "too many messages waiting; slow down"),
+                )
+                return
+            inbox.append(data)
+            return
+        pending = self._handle(conn, data)
+        if pending is not None:
+            conn.inbox = deque()
+            self._spawn(self._answer_in_order(conn, pending))
+
+    async def _answer_in_order(self, conn: StreamConnection, first: Awaitable[None]) -> None:
         try:
-            message = msg.parse_client_message(data, self.limits.max_contests)
+            await first
+            inbox = conn.inbox
+            while inbox and not conn.closed:
+                pending = self._handle(conn, inbox.popleft())
+                if pending is not None:
+                    await pending
+        finally:
+            conn.inbox = None
+
+    def _handle(self, conn: StreamConnection, data: bytes) -> Awaitable[None] | None:
+        """Answer one client message; return what is left to await, if anything."""
+        try:
+            message = msg.parse_client_message(data, self._rules, self.limits.max_contests)
         except ClientError as error:
             self._refuse(conn, error)
-            return
+            return None
         if isinstance(message, Ping):
-            conn.send(msg.encode_pong(self.clock_ms()))
-        elif isinstance(message, Subscribe):
-            self._subscribe(conn, message)
-        elif isinstance(message, Unsubscribe):
-            change = self.liquidity.unsubscribe(conn, message.contest_ids)
-            conn.outbox.forget(change.removed)
-            conn.send(msg.encode_unsubscribed(message.channel, change.contest_ids))
+            conn.send(msg.encode_pong(self.clock.ms()))
+            return None
+        if isinstance(message, Subscribe):
+            return self._subscribe(conn, message)
+        if isinstance(message, Unsubscribe):
+            self._unsubscribe(conn, message)
+        return None
 
     def _refuse(self, conn: StreamConnection, error: ClientError) -> None:
         self.stats.client_errors += 1
         conn.send(msg.encode_error(error.code, error.message))
 
-    def _subscribe(self, conn: StreamConnection, message: Subscribe) -> None:
-        change = self.liquidity.subscribe(conn, message.contest_ids)
-        conn.outbox.forget(change.removed)
-        conn.send(msg.encode_subscribed(message.channel, change.contest_ids))
-        if not (message.snapshot or message.resume):
-            return
-        now_ms = self.clock_ms()
+    def _subscribe(self, conn: StreamConnection, message: Subscribe) -> Awaitable[None] | None:
+        channel = message.channel
+        spec = self.channels[channel]
+        subscriptions = self.subscriptions[channel]
+        if message.topics:
+            total = conn.topic_count - subscriptions.size_of(conn) + len(message.topics)
+            if total > self.limits.max_contests:
+                self._refuse(
+                    conn,
+                    ClientError(
+                        ErrorCode.TOO_MANY_CONTESTS,
+                        f"this subscribe would follow {total} topics over all channels; "
+                        f"at most {self.limits.max_contests} per connection",
+                    ),
+                )
+                return None
+        change = subscriptions.subscribe(conn, message.topics)
+        conn.topic_count += len(change.added) - len(change.removed)
+        conn.outbox.forget(channel, change.removed)
+        for topic in change.last:
+            self.broker.unfollow(channel, topic)
+        for topic in change.first:
+            self.broker.follow(channel, topic)
+        conn.send(msg.encode_subscribed(channel, spec.topics.field, change.topics))
         resume = message.resume or {}
-        for contest_id in message.contest_ids:
-            book = self.book.get(contest_id)
-            if contest_id in resume:
-                seq = resume[contest_id]
-                # An unknown contest has nothing to replay, unless the client saw events.
-                replay = book.since(seq) if book is not None else ([] if seq == 0 else None)
-                if replay is not None:
-                    for event in replay:
-                        conn.send(msg.encode_event(event))
-                    continue
-                if not message.snapshot:
-                    self.stats.refreshes += 1
-                    conn.send(msg.encode_refresh(contest_id, book.seq if book else 0, now_ms))
-                    continue
-            if message.snapshot:
-                conn.send(snapshot_of(contest_id, book, now_ms))
+        added = set(change.added)
+        wanted = [
+            topic
+            for topic in message.topics
+            if topic in resume or message.snapshot or (spec.always_catch_up and topic in added)
+        ]
+        if not wanted:
+            return None
+        for topic in wanted:
+            self._held.setdefault((channel, topic), {})[conn] = _Held()
+        return self._catch_up(conn, spec, message, wanted)
+
+    def _unsubscribe(self, conn: StreamConnection, message: Unsubscribe) -> None:
+        channel = message.channel
+        change = self.subscriptions[channel].unsubscribe(conn, message.topics)
+        conn.topic_count -= len(change.removed)
+        conn.outbox.forget(channel, change.removed)
+        for topic in change.last:
+            self.broker.unfollow(channel, topic)
+        field = self.channels[channel].topics.field
+        conn.send(msg.encode_unsubscribed(channel, field, change.topics))
+
+    # catch-up --------------------------------------------------------------------------------
+
+    async def _catch_up(
+        self, conn: StreamConnection, spec: ChannelSpec, message: Subscribe, topics: list[str]
+    ) -> None:
+        """Send each topic's snapshot, replay or refresh, then the live events held back."""
+        results = await asyncio.gather(
+            *(self._catch_up_frames(spec, message, topic) for topic in topics),
+            return_exceptions=True,
+        )
+        subscriptions = self.subscriptions[spec.name]
+        for topic, result in zip(topics, results, strict=True):
+            waiting = self._held.get((spec.name, topic))
+            held = waiting.pop(conn, None) if waiting is not None else None
+            if waiting is not None and not waiting:
+                del self._held[(spec.name, topic)]
+            if conn.closed or not subscriptions.follows(conn, topic):
+                continue
+            if isinstance(result, BaseException):
+                if isinstance(result, asyncio.CancelledError):
+                    raise result
+                # The shared state could not be read: the client must not believe it is whole.
+                self.stats.catch_up_failures += 1
+                log.warning("catch-up of %s %s failed: %s", spec.name, topic, result)
+                conn.send(
+                    msg.encode_error(
+                        ErrorCode.UNAVAILABLE,
+                        f"{spec.name} {topic}: history unavailable; subscribe again shortly",
+                    )
+                )
+                continue
+            frames, seq = result
+            for payload in frames:
+                conn.send(payload)
+            if held is None:
+                continue
+            if held.overflow:
+                self.stats.refreshes += 1
+                last = held.events[-1][0].seq if held.events else seq
+                conn.send(spec.conflation.encode_refresh(topic, last, self.clock.ms()))
+                continue
+            for event, frame in held.events:
+                if event.seq > seq and conn.outbox.push_event(event, frame) == FIRST:
+                    self.mark_dirty(conn)
+
+    async def _catch_up_frames(
+        self, spec: ChannelSpec, message: Subscribe, topic: str
+    ) -> tuple[list[bytes], int]:
+        """What brings a new subscriber of ``topic`` up to date, and the seq it reaches."""
+        channel = spec.name
+        broker = self.broker
+        await broker.following(channel, topic)
+        resume = message.resume or {}
+        if topic in resume and (message.epoch is None or message.epoch == broker.epoch):
+            since = resume[topic]
+            replay = await broker.history(channel, topic, since)
+            if replay is not None:
+                return [spec.encode_event(event) for event in replay], (
+                    replay[-1].seq if replay else since
+                )
+        if message.snapshot or spec.always_catch_up:
+            snapshot = await broker.snapshot(channel, topic)
+            return spec.encode_snapshot(snapshot, self.clock.ms(), broker.epoch), snapshot.seq
+        # Asked to resume from a point the history no longer reaches, without a snapshot.
+        seq = await broker.seq(channel, topic)
+        self.stats.refreshes += 1
+        return [spec.conflation.encode_refresh(topic, seq, self.clock.ms())], seq
 
     # fan-out ---------------------------------------------------------------------------------
 
-    def publish(self, event: LiquidityEvent) -> None:
+    def publish(self, event: Event, payload: bytes | None = None) -> None:
         """Queue ``event`` for every subscriber: encoded and framed once, never awaited."""
-        subscribers = self.liquidity.subscribers(event.contest_id)
+        channel = event.CHANNEL
+        subscriptions = self.subscriptions.get(channel)
         self.stats.events += 1
+        if subscriptions is None:
+            return
+        topic = event.topic
+        subscribers = subscriptions.subscribers(topic)
         if not subscribers:
             return
         started = time.perf_counter()
-        frame = text_frame(msg.encode_event(event))
+        if payload is None:
+            payload = self.channels[channel].encode_event(event)
+        frame = text_frame(payload)
         dirty = self._dirty
         conflated = 0
-        for conn in subscribers:
-            pushed = conn.outbox.push_event(event, frame)
-            if pushed == FIRST:
-                dirty.append(conn)
-            elif pushed == CONFLATED:
-                conflated += 1
+        held = self._held.get((channel, topic)) if self._held else None
+        if held is None:
+            for conn in subscribers:
+                pushed = conn.outbox.push_event(event, frame)
+                if pushed == FIRST:
+                    dirty.append(conn)
+                elif pushed == CONFLATED:
+                    conflated += 1
+        else:
+            for conn in subscribers:
+                waiting = held.get(conn)
+                if waiting is not None:
+                    self._hold(waiting, event, frame)
+                    conflated += 1
+                    continue
+                pushed = conn.outbox.push_event(event, frame)
+                if pushed == FIRST:
+                    dirty.append(conn)
+                elif pushed == CONFLATED:
+                    conflated += 1
         self.stats.conflations += conflated
         queued = len(subscribers) - conflated
         self.stats.deliveries += queued
@@ -196,6 +387,16 @@ class Gateway:
             # Timed by the flush that writes it; an event only conflated has no flush coming.
             self._turn_started.append(started)
             self._schedule_flush()
+
+    @staticmethod
+    def _hold(waiting: _Held, event: Event, frame: bytes) -> None:
+        if waiting.overflow:
+            waiting.events[-1:] = [(event, frame)]  # only the newest seq matters now
+            return
+        waiting.events.append((event, frame))
+        if len(waiting.events) > MAX_HELD_EVENTS:
+            waiting.overflow = True
+            waiting.events = [(event, frame)]
 
     def mark_dirty(self, conn: StreamConnection) -> None:
         """``conn`` has frames queued: write them at the end of this loop turn.
@@ -259,7 +460,7 @@ class Gateway:
             conn.slow_timer = None
         if conn.closed:
             return
-        self.stats.refreshes += conn.outbox.catch_up(self.clock_ms())
+        self.stats.refreshes += conn.outbox.catch_up(self.clock.ms())
         conn.transport.resume_reading()
         self.mark_dirty(conn)
 
@@ -302,18 +503,15 @@ class Gateway:
             conn.send(msg.encode_reconnect(rng.randint(0, max(0, window_ms))))
             conn.close(CloseCode.SERVICE_RESTART, "server restarting")
 
+    def subscription_count(self) -> int:
+        """Subscriptions in force over every channel, counted per (connection, topic)."""
+        return sum(s.count() for s in self.subscriptions.values())
 
-def snapshot_of(contest_id: str, book: ContestBook | None, now_ms: int) -> bytes:
-    """A ``liquidity.snapshot`` message: the contest's whole book at its current ``seq``."""
-    entries: list[dict[str, Any]] = []
-    if book is not None:
-        for liquidity_hash, entry in book.entries.items():
-            entries.append(
-                {
-                    "liquidity_hash": liquidity_hash,
-                    "partner_id": entry.partner_id,
-                    "price": entry.price,
-                    "available": entry.available,
-                }
-            )
-    return msg.encode_snapshot(contest_id, book.seq if book is not None else 0, entries, now_ms)
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await coro
+
+        task = (self._loop or asyncio.get_running_loop()).create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -4,13 +4,8 @@ publish→send latency histogram, and per-partner ingest figures."""
 from __future__ import annotations
 
 import bisect
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from omflow.server.app import App
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 #: Seconds; from 50 µs (a quiet server) to 1 s (something is badly wrong).
 LATENCY_BUCKETS = (
@@ -44,28 +39,46 @@ class Histogram:
         yield f"{name}_count {self.count}"
 
 
-@dataclass(slots=True)
-class PartnerStats:
-    publishes: int = 0
-    entries: int = 0
-    last_publish: float = field(default_factory=time.monotonic)
+class GatewayStatsView(Protocol):
+    events: int
+    deliveries: int
+    bytes_out: int
+    writes: int
+    conflations: int
+    refreshes: int
+    slow_disconnects: int
+    heartbeat_timeouts: int
+    client_errors: int
 
 
-def render(app: App) -> str:
-    """The whole ``/metrics`` page."""
-    gateway = app.gateway
-    stats = gateway.stats
+class PartnerView(Protocol):
+    publishes: int
+    entries: int
+    last_publish: float
+
+
+def render(
+    *,
+    connections: int,
+    subscriptions: int,
+    contests: int,
+    stats: GatewayStatsView,
+    latency: Histogram,
+    partners: Mapping[str, PartnerView],
+    now: float,
+) -> str:
+    """The whole ``/metrics`` page; ``now`` is monotonic seconds (partners' staleness)."""
     out: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, value: float | int) -> None:
         out.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {value}"))
 
-    metric("omflow_connections", "gauge", "Open stream connections", len(gateway.connections))
+    metric("omflow_connections", "gauge", "Open stream connections", connections)
     metric(
-        "omflow_subscriptions", "gauge", "Subscriptions (connection, contest)",
-        gateway.liquidity.count(),
+        "omflow_subscriptions", "gauge", "Subscriptions (connection, topic) over every channel",
+        subscriptions,
     )  # fmt: skip
-    metric("omflow_contests", "gauge", "Contests in the book", len(app.book))
+    metric("omflow_contests", "gauge", "Contests in the book", contests)
     metric("omflow_events_total", "counter", "Book events published", stats.events)
     metric("omflow_deliveries_total", "counter", "Events queued to subscribers", stats.deliveries)
     metric("omflow_bytes_out_total", "counter", "Bytes written to stream sockets", stats.bytes_out)
@@ -94,17 +107,15 @@ def render(app: App) -> str:
     out += [
         f"# HELP {name} From an event reaching the gateway to its bytes handed to the sockets",
         f"# TYPE {name} histogram",
-        *gateway.latency.lines(name),
+        *latency.lines(name),
     ]
-    now = time.monotonic()
-    partners = sorted(app.partners.items())
     for name, help_text, kind in (
         ("omflow_partner_publishes_total", "Batches ingested per partner", "counter"),
         ("omflow_partner_entries_total", "Entries ingested per partner", "counter"),
         ("omflow_partner_staleness_seconds", "Seconds since a partner last published", "gauge"),
     ):
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        for partner_id, p in partners:
+        for partner_id, p in sorted(partners.items()):
             value = {
                 "omflow_partner_publishes_total": p.publishes,
                 "omflow_partner_entries_total": p.entries,

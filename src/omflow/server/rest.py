@@ -11,18 +11,19 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+from omflow.broker.base import Broker, Unavailable
+from omflow.clock import Clock
 from omflow.core.catalog import decode_cursor
+from omflow.core.channels import LIQUIDITY
 from omflow.core.ingest import IngestError, parse_publish
 from omflow.core.keys import KeyRecord, Scope
-from omflow.core.model import Contest, League, Participant
+from omflow.core.model import Contest, League, LiquidityEvent, Participant
 from omflow.core.positions import positions
 from omflow.core.timefmt import iso_ms, iso_s, parse_iso_ms
+from omflow.ingestor import Ingestor
 from omflow.server.http import Request, Response, error_response, json_response
-
-if TYPE_CHECKING:
-    from omflow.server.app import App
 
 API = "/flow/v1"
 DEFAULT_LIMIT = 50
@@ -30,7 +31,20 @@ MAX_LIMIT = 200
 
 _Item = TypeVar("_Item", League, Participant)
 
-Handler = Callable[["App", Request, dict[str, str], KeyRecord | None], Awaitable[Response]]
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the REST handlers use: readers of the shared state, the ingest path, the clock."""
+
+    broker: Broker
+    ingestor: Ingestor
+    clock: Clock
+    #: Readiness details for ``/readyz``, or ``None`` while not ready.
+    readiness: Callable[[], dict[str, Any] | None]
+    metrics: Callable[[], Awaitable[str]]
+
+
+Handler = Callable[[Services, Request, dict[str, str], KeyRecord | None], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +70,12 @@ class ApiError(Exception):
 
 
 def envelope(
-    app: App, data: Any, pagination: dict[str, Any] | None = None, **meta: Any
+    svc: Services, data: Any, pagination: dict[str, Any] | None = None, **meta: Any
 ) -> Response:
     body: dict[str, Any] = {"data": data}
     if pagination is not None:
         body["pagination"] = pagination
-    body["meta"] = {"timestamp": iso_s(app.clock_ms()), "api_version": "v1", **meta}
+    body["meta"] = {"timestamp": iso_s(svc.clock.ms()), "api_version": "v1", **meta}
     return json_response(200, body)
 
 
@@ -108,8 +122,7 @@ def participant_json(participant: Participant) -> dict[str, Any]:
     }
 
 
-def contest_json(app: App, contest: Contest) -> dict[str, Any]:
-    book = app.book.get(contest.id)
+def contest_json(contest: Contest, seq: int) -> dict[str, Any]:
     return {
         "id": contest.id,
         "title": contest.title or None,
@@ -117,7 +130,7 @@ def contest_json(app: App, contest: Contest) -> dict[str, Any]:
         "status": contest.status,
         "league_id": contest.league_id or None,
         "participants": list(contest.participants),
-        "seq": book.seq if book is not None else 0,
+        "seq": seq,
     }
 
 
@@ -128,30 +141,31 @@ _PAGE = (resources.files("omflow.server") / "static" / "index.html").read_bytes(
 
 
 async def index(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
     """The live page: a browser view of the book (the key stays in the page's URL fragment)."""
     return Response(200, _PAGE, "text/html; charset=utf-8")
 
 
 async def healthz(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
     return json_response(200, {"status": "ok"})
 
 
 async def readyz(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    if not app.ready:
+    details = svc.readiness()
+    if details is None:
         return error_response(503, "not_ready", "starting up or shutting down")
-    return json_response(200, {"status": "ready", "connections": len(app.gateway.connections)})
+    return json_response(200, {"status": "ready", **details})
 
 
 async def metrics(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    return Response(200, app.metrics_text().encode(), "text/plain; version=0.0.4")
+    return Response(200, (await svc.metrics()).encode(), "text/plain; version=0.0.4")
 
 
 def _page_by_id(request: Request, items: Iterable[_Item]) -> tuple[list[_Item], dict[str, Any]]:
@@ -165,44 +179,44 @@ def _page_by_id(request: Request, items: Iterable[_Item]) -> tuple[list[_Item], 
 
 
 async def list_leagues(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    leagues, pagination = _page_by_id(request, app.catalog.leagues.values())
-    return envelope(app, [league_json(x) for x in leagues], pagination)
+    leagues, pagination = _page_by_id(request, svc.broker.catalog.leagues.values())
+    return envelope(svc, [league_json(x) for x in leagues], pagination)
 
 
 async def get_league(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    league = app.catalog.leagues.get(params["id"])
+    league = svc.broker.catalog.leagues.get(params["id"])
     if league is None:
         raise ApiError(404, "not_found", f"no league {params['id']!r}")
-    return envelope(app, league_json(league))
+    return envelope(svc, league_json(league))
 
 
 async def list_participants(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
     league_id = request.query.get("league_id")
     if not league_id:
         raise ApiError(400, "invalid_request", "league_id is required")
     found, pagination = _page_by_id(
-        request, (p for p in app.catalog.participants.values() if p.league_id == league_id)
+        request, (p for p in svc.broker.catalog.participants.values() if p.league_id == league_id)
     )
-    return envelope(app, [participant_json(p) for p in found], pagination)
+    return envelope(svc, [participant_json(p) for p in found], pagination)
 
 
 async def get_participant(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    participant = app.catalog.participants.get(params["id"])
+    participant = svc.broker.catalog.participants.get(params["id"])
     if participant is None:
         raise ApiError(404, "not_found", f"no participant {params['id']!r}")
-    return envelope(app, participant_json(participant))
+    return envelope(svc, participant_json(participant))
 
 
 async def list_contests(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
     limit = _limit(request)
     cursor = request.query.get("cursor")
@@ -210,8 +224,8 @@ async def list_contests(
         after = decode_cursor(cursor) if cursor else None
     except ValueError:
         raise ApiError(400, "invalid_request", "cursor is not one this server issued") from None
-    page = app.catalog.page(
-        app.book.contest_ids(),
+    page = svc.broker.catalog.page(
+        await svc.broker.contest_ids(),
         limit=limit,
         cursor=after,
         league_id=request.query.get("league_id"),
@@ -219,52 +233,68 @@ async def list_contests(
         starts_after_ms=_time(request, "starts_after"),
         starts_before_ms=_time(request, "starts_before"),
     )
+    seqs = [await svc.broker.seq(LIQUIDITY, c.id) for c in page.items]
     return envelope(
-        app,
-        [contest_json(app, c) for c in page.items],
+        svc,
+        [contest_json(c, seq) for c, seq in zip(page.items, seqs, strict=True)],
         {"next_cursor": page.next_cursor, "has_more": page.next_cursor is not None, "limit": limit},
     )
 
 
 async def get_contest(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    contest = _contest(app, params["id"])
-    return envelope(app, contest_json(app, contest))
+    contest = await _contest(svc, params["id"])
+    return envelope(svc, contest_json(contest, await svc.broker.seq(LIQUIDITY, contest.id)))
 
 
 async def contest_liquidity(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    contest = _contest(app, params["id"])
-    book = app.book.get(contest.id)
-    data = positions(book) if book is not None else []
-    return envelope(app, data, seq=book.seq if book is not None else 0, contest_id=contest.id)
+    contest_id = params["id"]
+    book = await svc.broker.liquidity(contest_id)
+    if book is None:
+        await _contest(svc, contest_id)  # 404 unless the catalog lists it
+        return envelope(svc, [], seq=0, contest_id=contest_id, epoch=svc.broker.epoch)
+    # No await between reading the book and rendering it: the page reflects exactly one seq.
+    return envelope(
+        svc, positions(book.entries), seq=book.seq, contest_id=contest_id, epoch=svc.broker.epoch
+    )
 
 
 async def publish(
-    app: App, request: Request, params: dict[str, str], key: KeyRecord | None
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
     try:
         batch = parse_publish(params["partner_id"], request.body)
     except IngestError as error:
         raise ApiError(400, "invalid_request", str(error)) from None
-    event = app.ingest(batch)
-    book = app.book.get(batch.contest_id)
+    try:
+        applied = await svc.ingestor.apply(batch)
+    except Unavailable as error:
+        raise ApiError(
+            503, "unavailable", f"the book cannot be written now ({error}); retry shortly"
+        ) from None
+    event = next((e for e in applied.events if isinstance(e, LiquidityEvent)), None)
     return envelope(
-        app,
+        svc,
         {
             "contest_id": batch.contest_id,
             "accepted": len(batch.entries),
             "changed": len(event.changes) if event is not None else 0,
             "refresh_required": event.refresh_required if event is not None else False,
-            "seq": book.seq if book is not None else 0,
+            "seq": applied.seq,
         },
     )
 
 
-def _contest(app: App, contest_id: str) -> Contest:
-    contest = app.catalog.contest(contest_id, published=app.book.get(contest_id) is not None)
+async def _contest(svc: Services, contest_id: str) -> Contest:
+    """The catalog's contest, or a bare one if only publishes know it; else a 404."""
+    catalog = svc.broker.catalog
+    published = contest_id not in catalog.contests and (
+        await svc.broker.seq(LIQUIDITY, contest_id) > 0
+    )
+    contest = catalog.contest(contest_id, published=published)
     if contest is None:
         raise ApiError(404, "not_found", f"no contest {contest_id!r}")
     return contest

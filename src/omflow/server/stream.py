@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import Protocol as Interface
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, State
@@ -21,10 +22,30 @@ from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
 from omflow.core.outbox import Outbox
 
-if TYPE_CHECKING:
-    from omflow.server.gateway import Gateway
-
 log = logging.getLogger("omflow.stream")
+
+
+class ConnectionHost(Interface):
+    """What a connection tells the gateway that owns it."""
+
+    def on_message(self, conn: StreamConnection, data: bytes) -> None:
+        """A complete client text message."""
+
+    def remove(self, conn: StreamConnection) -> None:
+        """The connection is gone."""
+
+    def fell_behind(self, conn: StreamConnection) -> None:
+        """Its socket's write buffer passed the high-water mark."""
+
+    def caught_up(self, conn: StreamConnection) -> None:
+        """Its socket's write buffer drained."""
+
+    def mark_dirty(self, conn: StreamConnection) -> None:
+        """It has frames queued: write them at the end of this loop turn."""
+
+    def flush_now(self, conn: StreamConnection) -> None:
+        """Write its queued frames at once (before a close)."""
+
 
 #: How long a closing connection may take to finish the closing handshake before it is dropped.
 CLOSE_TIMEOUT_S = 2.0
@@ -40,17 +61,20 @@ class StreamConnection(asyncio.Protocol):
         "client",
         "closed",
         "gateway",
+        "inbox",
         "key",
+        "lease_id",
         "outbox",
         "paused",
         "slow_timer",
+        "topic_count",
         "transport",
         "ws",
     )
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: ConnectionHost,
         key: KeyRecord,
         transport: asyncio.Transport,
         ws: Protocol,
@@ -69,6 +93,11 @@ class StreamConnection(asyncio.Protocol):
         self._fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.slow_timer: asyncio.TimerHandle | None = None
+        self.lease_id: str | None = None  # the key's connection slot this connection holds
+        self.topic_count = 0  # topics followed, over every channel (the per-connection limit)
+        #: Messages that arrived while an earlier one was still being answered (a catch-up
+        #: waiting on the broker); ``None`` when none is.
+        self.inbox: deque[bytes] | None = None
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
