@@ -452,6 +452,65 @@ async def test_an_unknown_contest_is_404(server: Server) -> None:
         check(await server.get(path, secret), 404, "not_found")
 
 
+async def post_json(server: Server, path: str, body: Any, secret: str) -> HttpReply:
+    return await http(
+        server.port,
+        "POST",
+        path,
+        headers={"x-api-key": secret, "content-type": "application/json"},
+        body=body if isinstance(body, bytes) else orjson.dumps(body),
+    )
+
+
+async def test_batch_liquidity_answers_each_contest_at_its_own_seq(server: Server) -> None:
+    add_catalog(server)
+    secret = await server.key()
+    await server.publish("ct_a", [entry("ct_a", 0.5, 1)])
+    await server.publish("ct_a", [entry("ct_a", 0.5, 2)])
+    await server.publish(
+        "ct_x", [entry("ct_x", 0.4, 7, partner_id="polymarket")], partner_id="polymarket"
+    )
+    asked = ["ct_x", "ct_a", "ct_e", "ct_nope", "ct_a"]
+    body = check(await post_json(server, f"{API}/liquidity/batch", {"contest_ids": asked}, secret))
+    singles = {
+        contest_id: check(await server.get(f"{API}/contests/{contest_id}/liquidity", secret))
+        for contest_id in ("ct_x", "ct_a", "ct_e")
+    }
+    assert [item["contest_id"] for item in body["data"]] == ["ct_x", "ct_a", "ct_e"]
+    for item in body["data"]:
+        single = singles[item["contest_id"]]
+        assert item["seq"] == single["meta"]["seq"]
+        assert item["positions"] == single["data"]
+    assert [item["seq"] for item in body["data"]] == [1, 2, 0]
+    assert body["meta"]["not_found"] == ["ct_nope"]
+    assert body["meta"]["epoch"] == singles["ct_a"]["meta"]["epoch"]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        [],
+        {},
+        {"contest_ids": []},
+        {"contest_ids": "ct_a"},
+        {"contest_ids": ["ct:a"]},
+        {"contest_ids": [1]},
+        {"contest_ids": [f"ct_{i}" for i in range(201)]},
+    ],
+)
+async def test_a_bad_batch_is_400(server: Server, payload: Any) -> None:
+    secret = await server.key()
+    reply = await post_json(server, f"{API}/liquidity/batch", payload, secret)
+    check(reply, 400, "invalid_request")
+
+
+async def test_batch_liquidity_needs_the_stream_scope(server: Server) -> None:
+    secret = await server.key("publish")
+    reply = await post_json(server, f"{API}/liquidity/batch", {"contest_ids": ["ct_a"]}, secret)
+    check(reply, 403, "forbidden")
+
+
 # --- contests, leagues, participants ------------------------------------------------------------
 
 

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, TypeVar
 
+import orjson
+
 from omflow.broker.base import Broker, Unavailable
 from omflow.clock import Clock
 from omflow.core.catalog import decode_cursor
 from omflow.core.channels import LIQUIDITY
+from omflow.core.hashes import is_valid_id
 from omflow.core.ingest import IngestError, parse_publish
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.model import Contest, League, LiquidityEvent, Participant
@@ -262,6 +265,52 @@ async def contest_liquidity(
     )
 
 
+#: Contests one ``POST /liquidity/batch`` may ask for: a stream connection's own limit.
+MAX_BATCH_CONTESTS = 200
+
+
+async def liquidity_batch(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """Many contests' books in one call, each at its own ``seq``.
+
+    Body ``{"contest_ids": ["ct_a", "ct_b"]}``; ``data`` lists ``{"contest_id", "seq",
+    "positions"}`` in the order asked (duplicates folded) for the contests known, and
+    ``meta.not_found`` names the others.
+    """
+    try:
+        payload = orjson.loads(request.body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "invalid_request", "body is not valid JSON") from None
+    contest_ids = payload.get("contest_ids") if isinstance(payload, dict) else None
+    if not isinstance(contest_ids, list) or not contest_ids:
+        raise ApiError(400, "invalid_request", "contest_ids must be a non-empty list")
+    for contest_id in contest_ids:
+        if not is_valid_id(contest_id):
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"contest id {str(contest_id)[:80]!r} is not 1-64 letters, digits, '_' or '-'",
+            )
+    wanted: list[str] = list(dict.fromkeys(contest_ids))
+    if len(wanted) > MAX_BATCH_CONTESTS:
+        raise ApiError(400, "invalid_request", f"at most {MAX_BATCH_CONTESTS} contests per batch")
+    data: list[dict[str, Any]] = []
+    not_found: list[str] = []
+    catalog = svc.broker.catalog
+    for contest_id in wanted:
+        book = await svc.broker.liquidity(contest_id)
+        if book is not None:
+            # Rendered before the next await: each contest reflects exactly its seq.
+            positions_ = positions(book.entries)
+            data.append({"contest_id": contest_id, "seq": book.seq, "positions": positions_})
+        elif contest_id in catalog.contests:
+            data.append({"contest_id": contest_id, "seq": 0, "positions": []})
+        else:
+            not_found.append(contest_id)
+    return envelope(svc, data, epoch=svc.broker.epoch, not_found=not_found)
+
+
 async def publish(
     svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
@@ -317,6 +366,7 @@ ROUTES: list[Route] = [
     _route("GET", f"{API}/contests", list_contests, Scope.STREAM),
     _route("GET", f"{API}/contests/{{id}}", get_contest, Scope.STREAM),
     _route("GET", f"{API}/contests/{{id}}/liquidity", contest_liquidity, Scope.STREAM),
+    _route("POST", f"{API}/liquidity/batch", liquidity_batch, Scope.STREAM),
     _route("POST", f"{API}/partners/{{partner_id}}/liquidity", publish, Scope.PUBLISH),
 ]
 
