@@ -1,24 +1,31 @@
 """Shared fixtures: a real omflow server on loopback, real keys, a real HTTP client.
 
 The server runs in the test's event loop (uvloop, as in production) on an ephemeral port; every
-client talks to it over a real TCP socket.
+client talks to it over a real TCP socket. PostgreSQL fixtures give each test a schema of its
+own on the shared server (see ``tests/services.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 import uvloop
+from tests.services import POSTGRES_URL, unavailable
 
 from omflow.broker.base import Broker
 from omflow.core.keys import KeyRecord, parse_scopes
-from omflow.keystore.sqlite import SqliteKeyStore
+from omflow.keystore import open_keystore
+from omflow.keystore.base import KeyStore
+from omflow.keystore.postgres import migrate, redact_url
 from omflow.server.app import App
 from omflow.settings import Settings
 
@@ -73,7 +80,7 @@ class Server:
     """A running omflow app and helpers to drive it."""
 
     app: App
-    store: SqliteKeyStore
+    store: KeyStore
     publisher: str = ""
     keys: list[KeyRecord] = field(default_factory=list)
 
@@ -155,8 +162,11 @@ async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None
 
 @pytest.fixture
 async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
-    """Start servers with settings overrides; every one is stopped after the test."""
-    running: list[tuple[App, SqliteKeyStore]] = []
+    """Start servers with settings overrides; every one is stopped after the test.
+
+    Each has its own store: a SQLite file of its own, or ``keys=URL`` for PostgreSQL.
+    """
+    running: list[tuple[App, KeyStore]] = []
 
     async def start(broker: Broker | None = None, **overrides: Any) -> Server:
         """A server with these settings overrides (and, if given, this broker)."""
@@ -165,12 +175,11 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             "port": 0,
             "data_dir": data_dir,
             "feed": "none",
-            "key_refresh": 0.1,
             "access_log": False,
         }
         values.update(overrides)
         settings = Settings(**values)
-        store = await SqliteKeyStore.open(settings.keys_path)
+        store = await open_keystore(settings.keys, settings.data_dir)
         app = App(settings, store, broker=broker)
         await app.start()
         running.append((app, store))
@@ -186,3 +195,43 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
 async def server(make_server: ServerFactory) -> Server:
     """A server on defaults: no feed, in-memory broker, SQLite keys in a temporary folder."""
     return await make_server()
+
+
+def with_search_path(url: str, schema: str) -> str:
+    """``url`` whose connections put their tables in ``schema``."""
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres_schema() -> AsyncIterator[str]:
+    """A URL of the shared PostgreSQL server in a new, empty schema, dropped on the way out.
+
+    Every connection opened with the URL has that schema alone on its ``search_path``, so a
+    test never sees or touches the tables of another test, engineer or CI run.
+    """
+    try:
+        admin = await asyncpg.connect(POSTGRES_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+        unavailable("PostgreSQL", f"cannot connect to {redact_url(POSTGRES_URL)}: {error}")
+    schema = "omflow_test_" + secrets.token_hex(6)
+    try:
+        await admin.execute(f'CREATE SCHEMA "{schema}"')
+        yield with_search_path(POSTGRES_URL, schema)
+    finally:
+        await admin.execute("SET lock_timeout = '10s'")
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
+@pytest.fixture
+async def postgres_schema() -> AsyncIterator[str]:
+    """A URL of the shared PostgreSQL server in a fresh, empty schema of this test's own."""
+    async with fresh_postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def postgres_keys(postgres_schema: str) -> str:
+    """A URL of a migrated, empty PostgreSQL key store in a schema of its own."""
+    await migrate(postgres_schema)
+    return postgres_schema

@@ -36,7 +36,8 @@ class Settings:
     max_body_bytes: int = 8 << 20
     max_message_bytes: int = 64 * 1024  # largest client WebSocket message
     history: int = 1024  # events kept per contest for resume
-    key_refresh: float = 1.0  # seconds between key reloads (revocations take effect)
+    keys: str = "sqlite"  # sqlite (keys.sqlite3 in data_dir) | postgresql://USER@HOST:PORT/DB
+    key_refresh: float = 30.0  # seconds between full key reloads besides the store's notices
     feed_interval: float = 0.25  # seconds between demo feed steps
     access_log: bool = True
     log_level: str = "info"

@@ -1,4 +1,7 @@
-"""The SQLite key store, on a real file."""
+"""What only the SQLite key store does: a private file, WAL, its schema version, polling.
+
+Everything every store does is in ``test_contract.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ import os
 import pathlib
 import sqlite3
 import stat
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 
-from omflow.core.keys import LIVE_PREFIX, TEST_PREFIX, Scope, digest, matches
-from omflow.keystore.base import KeyStore
-from omflow.keystore.sqlite import SCHEMA_VERSION, SqliteKeyStore
+from omflow.core.keys import Scope
+from omflow.keystore.base import KeyStoreUnavailable, SchemaVersionError
+from omflow.keystore.sqlite import SCHEMA_VERSION, SqliteKeyStore, file_schema_version
 
 STREAM = frozenset({Scope.STREAM})
 
@@ -24,136 +28,17 @@ def db_path(tmp_path: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.fixture
-async def store(db_path: pathlib.Path) -> AsyncIterator[KeyStore]:
-    opened: KeyStore = await SqliteKeyStore.open(db_path)
+async def store(db_path: pathlib.Path) -> AsyncIterator[SqliteKeyStore]:
+    opened = await SqliteKeyStore.open(db_path)
     try:
         yield opened
     finally:
         await opened.close()
 
 
-async def test_create_and_find(store: KeyStore) -> None:
-    record, secret = await store.create_key(
-        organization_name="Acme",
-        scopes=frozenset({Scope.STREAM, Scope.PUBLISH}),
-        max_connections=5,
-        label="laptop",
-        now_ms=1_000,
-    )
-    assert secret.startswith(LIVE_PREFIX)
-    assert record.prefix == LIVE_PREFIX
-    assert record.key_id.startswith("key_")
-    assert record.organization_id.startswith("org_")
-    assert record.organization_name == "Acme"
-    assert record.scopes == {Scope.STREAM, Scope.PUBLISH}
-    assert record.max_connections == 5
-    assert not record.test
-    assert record.label == "laptop"
-    assert record.created_at_ms == 1_000
-    assert not record.revoked
-    assert matches(secret, record.digest)
-
-    assert await store.find(digest(secret)) == record
-    assert await store.find(digest(secret + "x")) is None
-
-
-async def test_create_defaults_and_test_keys(store: KeyStore) -> None:
-    record, secret = await store.create_key(
-        organization_name="Acme", scopes=STREAM, test=True, now_ms=1
-    )
-    assert secret.startswith(TEST_PREFIX)
-    assert record.test
-    assert record.prefix == TEST_PREFIX
-    assert record.max_connections == 3
-    assert record.label is None
-    assert await store.find(record.digest) == record
-
-
-@pytest.mark.parametrize(
-    ("name", "scopes", "max_connections"),
-    [(" ", STREAM, 3), ("Acme", frozenset(), 3), ("Acme", STREAM, 0)],
-)
-async def test_create_rejects_bad_arguments(
-    store: KeyStore, name: str, scopes: frozenset[Scope], max_connections: int
+async def test_database_holds_no_plaintext_secret(
+    store: SqliteKeyStore, db_path: pathlib.Path
 ) -> None:
-    with pytest.raises(ValueError, match=r"."):
-        await store.create_key(
-            organization_name=name, scopes=scopes, max_connections=max_connections, now_ms=1
-        )
-    assert await store.list_keys() == []
-
-
-async def test_organizations_are_reused_by_name(store: KeyStore) -> None:
-    first, _ = await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
-    second, _ = await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=2)
-    other, _ = await store.create_key(organization_name="Globex", scopes=STREAM, now_ms=3)
-    assert first.organization_id == second.organization_id
-    assert other.organization_id != first.organization_id
-    assert first.key_id != second.key_id
-
-
-async def test_list_keys_oldest_first_with_revoked(store: KeyStore) -> None:
-    assert await store.list_keys() == []
-    created = [
-        (await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=ms))[0]
-        for ms in (10, 20, 20, 30)
-    ]
-    assert await store.revoke(created[1].key_id, now_ms=40)
-    listed = await store.list_keys()
-    assert [r.key_id for r in listed] == [r.key_id for r in created]
-    assert [r.revoked for r in listed] == [False, True, False, False]
-
-
-async def test_revoke(store: KeyStore) -> None:
-    record, secret = await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
-    assert await store.revoke(record.key_id, now_ms=50)
-    found = await store.find(digest(secret))
-    assert found is not None
-    assert found.revoked
-    assert found.revoked_at_ms == 50
-    # A second revoke changes nothing and keeps the first time.
-    assert not await store.revoke(record.key_id, now_ms=60)
-    found = await store.find(digest(secret))
-    assert found is not None
-    assert found.revoked_at_ms == 50
-
-
-async def test_revoke_unknown_id_returns_false(store: KeyStore) -> None:
-    assert not await store.revoke("key_0000000000000000", now_ms=1)
-    await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
-    assert not await store.revoke("key_0000000000000000", now_ms=2)
-    assert not any(r.revoked for r in await store.list_keys())
-
-
-async def test_revoke_label(store: KeyStore) -> None:
-    ci_old, _ = await store.create_key(
-        organization_name="Acme", scopes=STREAM, label="ci", now_ms=1
-    )
-    ci_new, _ = await store.create_key(
-        organization_name="Globex", scopes=STREAM, label="ci", now_ms=2
-    )
-    ci_gone, _ = await store.create_key(
-        organization_name="Acme", scopes=STREAM, label="ci", now_ms=3
-    )
-    laptop, _ = await store.create_key(
-        organization_name="Acme", scopes=STREAM, label="laptop", now_ms=4
-    )
-    unlabelled, _ = await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=5)
-    assert await store.revoke(ci_gone.key_id, now_ms=6)
-
-    assert await store.revoke_label("ci", now_ms=7) == [ci_old.key_id, ci_new.key_id]
-    assert await store.revoke_label("ci", now_ms=8) == []
-    assert await store.revoke_label("nobody", now_ms=8) == []
-
-    by_id = {r.key_id: r for r in await store.list_keys()}
-    assert by_id[ci_old.key_id].revoked_at_ms == 7
-    assert by_id[ci_new.key_id].revoked_at_ms == 7
-    assert by_id[ci_gone.key_id].revoked_at_ms == 6
-    assert not by_id[laptop.key_id].revoked
-    assert not by_id[unlabelled.key_id].revoked
-
-
-async def test_database_holds_no_plaintext_secret(store: KeyStore, db_path: pathlib.Path) -> None:
     created = [
         await store.create_key(organization_name="Acme", scopes=STREAM, test=test, now_ms=i)
         for i, test in enumerate((False, True, False))
@@ -176,13 +61,13 @@ async def test_database_holds_no_plaintext_secret(store: KeyStore, db_path: path
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
-async def test_database_file_is_private(store: KeyStore, db_path: pathlib.Path) -> None:
+async def test_database_file_is_private(store: SqliteKeyStore, db_path: pathlib.Path) -> None:
     await store.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
     for path in db_path.parent.glob(db_path.name + "*"):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
 
 
-async def test_wal_mode_and_schema_version(store: KeyStore, db_path: pathlib.Path) -> None:
+async def test_wal_mode_and_schema_version(store: SqliteKeyStore, db_path: pathlib.Path) -> None:
     conn = sqlite3.connect(db_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -191,67 +76,12 @@ async def test_wal_mode_and_schema_version(store: KeyStore, db_path: pathlib.Pat
         assert {"organizations", "api_keys"} <= tables
     finally:
         conn.close()
+    assert file_schema_version(db_path) == SCHEMA_VERSION
 
 
-async def test_two_stores_on_one_file_see_each_others_writes(
-    store: KeyStore, db_path: pathlib.Path
-) -> None:
-    """A running server and a CLI process share the file."""
-    server = store
-    cli: KeyStore = await SqliteKeyStore.open(db_path)
-    try:
-        record, secret = await cli.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
-        found = await server.find(digest(secret))
-        assert found == record
-
-        server_record, _ = await server.create_key(
-            organization_name="Acme", scopes=STREAM, now_ms=2
-        )
-        assert server_record.organization_id == record.organization_id
-        assert [r.key_id for r in await cli.list_keys()] == [
-            record.key_id,
-            server_record.key_id,
-        ]
-
-        assert await cli.revoke(record.key_id, now_ms=3)
-        found = await server.find(digest(secret))
-        assert found is not None
-        assert found.revoked
-        assert not await server.revoke(record.key_id, now_ms=4)
-    finally:
-        await cli.close()
-
-
-async def test_concurrent_writers_from_two_stores(store: KeyStore, db_path: pathlib.Path) -> None:
-    other: KeyStore = await SqliteKeyStore.open(db_path)
-    try:
-        created = await asyncio.gather(
-            *(
-                target.create_key(organization_name=f"org{i % 3}", scopes=STREAM, now_ms=i)
-                for i in range(40)
-                for target in (store, other)
-            )
-        )
-        listed = await store.list_keys()
-        assert len(listed) == len(created) == 80
-        assert len({r.organization_id for r in listed}) == 3
-    finally:
-        await other.close()
-
-
-async def test_reopen_keeps_keys(db_path: pathlib.Path) -> None:
-    first = await SqliteKeyStore.open(db_path)
-    record, secret = await first.create_key(organization_name="Acme", scopes=STREAM, now_ms=1)
-    await first.close()
-    await first.close()  # closing twice is harmless
-    with pytest.raises(RuntimeError, match="closed"):
-        await first.list_keys()
-
-    second = await SqliteKeyStore.open(db_path)
-    try:
-        assert await second.find(digest(secret)) == record
-    finally:
-        await second.close()
+def test_a_missing_file_has_schema_version_0(db_path: pathlib.Path) -> None:
+    assert file_schema_version(db_path) == 0
+    assert not db_path.exists()  # looking did not create it
 
 
 async def test_newer_schema_is_refused(db_path: pathlib.Path) -> None:
@@ -261,5 +91,53 @@ async def test_newer_schema_is_refused(db_path: pathlib.Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     finally:
         conn.close()
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(SchemaVersionError, match="newer than this omflow"):
         await SqliteKeyStore.open(db_path)
+
+
+@pytest.fixture
+def a_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    (tmp_path / "a-file").write_text("")
+    return tmp_path / "a-file"
+
+
+async def test_a_data_dir_that_cannot_be_made_is_a_clear_error(a_file: pathlib.Path) -> None:
+    with pytest.raises(KeyStoreUnavailable, match=r"a-file.*--data-dir"):
+        await SqliteKeyStore.open(a_file / "data" / "keys.sqlite3")
+
+
+@pytest.fixture
+def not_a_database(db_path: pathlib.Path) -> pathlib.Path:
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"not a database, just some bytes" * 100)
+    return db_path
+
+
+async def test_a_file_that_is_not_a_database_is_a_clear_error(
+    not_a_database: pathlib.Path,
+) -> None:
+    with pytest.raises(KeyStoreUnavailable, match=str(not_a_database)):
+        await SqliteKeyStore.open(not_a_database)
+
+
+async def test_watch_sees_a_commit_by_another_process(
+    store: SqliteKeyStore, db_path: pathlib.Path
+) -> None:
+    """``PRAGMA data_version`` changes for commits from other processes too (the CLI)."""
+    watcher = await SqliteKeyStore.open(db_path, poll_s=0.05)
+    changed = asyncio.Event()
+    task = asyncio.get_running_loop().create_task(watcher.watch(changed.set))
+    try:
+        await asyncio.wait_for(changed.wait(), 5)  # watching
+        changed.clear()
+        script = (
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+            "c.execute(\"INSERT INTO organizations VALUES ('org_1', 'Acme', 1)\"); c.commit()"
+        )
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", script, str(db_path))
+        assert await process.wait() == 0
+        await asyncio.wait_for(changed.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await watcher.close()

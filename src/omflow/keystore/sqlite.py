@@ -4,6 +4,11 @@ Every call runs in a worker thread (``asyncio.to_thread``) on a single connectio
 by a lock, so the event loop never waits on disk. WAL journaling lets readers and the one
 writer proceed together, and a busy timeout makes a second process wait for a lock rather
 than fail. Only digests are stored; the plaintext secret is neither written nor logged.
+
+The schema is created, and later migrated, when the file is opened: one file on one machine
+has no fleet of servers to coordinate. ``watch`` polls ``PRAGMA data_version`` on a
+connection of its own, which changes whenever another connection (in this process or any
+other) commits: a few microseconds per poll instead of reading every key.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from typing import Any, TypeVar
 
 from omflow.core.keys import KeyRecord, Scope, new_key_id, new_org_id, new_secret
 from omflow.core.keys import digest as digest_of
+from omflow.keystore.base import (
+    KeyStoreUnavailable,
+    SchemaVersionError,
+    new_key_scopes,
+    stored_scopes,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -30,6 +41,9 @@ SCHEMA_VERSION = 1
 
 #: Seconds to wait for another connection's lock before giving up.
 BUSY_TIMEOUT_S = 5.0
+
+#: Seconds between two looks at ``PRAGMA data_version`` in ``watch``.
+POLL_S = 1.0
 
 _SCHEMA = (
     """
@@ -62,20 +76,14 @@ SELECT k.id, k.organization_id, o.name, k.scopes, k.max_connections, k.test, k.l
 FROM api_keys AS k JOIN organizations AS o ON o.id = k.organization_id
 """
 
-_KNOWN_SCOPES = frozenset(scope.value for scope in Scope)
-
 
 def _record(row: Sequence[Any]) -> KeyRecord:
-    """A ``KeyRecord`` from a ``_SELECT_KEYS`` row.
-
-    Scopes this version does not know (written by a newer one) are dropped, not granted.
-    """
-    scopes = frozenset(Scope(name) for name in str(row[3]).split(",") if name in _KNOWN_SCOPES)
+    """A ``KeyRecord`` from a ``_SELECT_KEYS`` row."""
     return KeyRecord(
         key_id=str(row[0]),
         organization_id=str(row[1]),
         organization_name=str(row[2]),
-        scopes=scopes,
+        scopes=stored_scopes(str(row[3]).split(",")),
         max_connections=int(row[4]),
         test=bool(row[5]),
         label=None if row[6] is None else str(row[6]),
@@ -112,12 +120,41 @@ def _create_file(path: pathlib.Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
-def _connect(path: pathlib.Path) -> sqlite3.Connection:
-    """Open ``path`` in WAL mode with a busy timeout, creating the schema if the file is new."""
-    _create_file(path)
-    conn = sqlite3.connect(
+def _unavailable(path: pathlib.Path, error: OSError | sqlite3.Error) -> KeyStoreUnavailable:
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return KeyStoreUnavailable(
+        f"cannot use the key store file {path}: {reason}; "
+        "check --data-dir (OMFLOW_DATA_DIR) and its permissions"
+    )
+
+
+def _open_connection(path: pathlib.Path) -> sqlite3.Connection:
+    return sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
     )
+
+
+def file_schema_version(path: pathlib.Path) -> int:
+    """The schema version of the file at ``path``; 0 if there is none yet."""
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as error:
+        raise _unavailable(path, error) from None
+
+
+def _connect(path: pathlib.Path) -> sqlite3.Connection:
+    """Open ``path`` in WAL mode with a busy timeout, creating the schema if the file is new."""
+    try:
+        _create_file(path)
+        conn = _open_connection(path)
+    except (OSError, sqlite3.Error) as error:
+        raise _unavailable(path, error) from None
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -127,10 +164,13 @@ def _connect(path: pathlib.Path) -> sqlite3.Connection:
                 for statement in _SCHEMA:
                     conn.execute(statement)
             elif version != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{path}: key store schema version {version} is not the supported "
-                    f"version {SCHEMA_VERSION}"
+                raise SchemaVersionError(
+                    f"{path}: key store schema version {version} is newer than this omflow's "
+                    f"{SCHEMA_VERSION}; upgrade omflow to use it"
                 )
+    except sqlite3.Error as error:
+        conn.close()
+        raise _unavailable(path, error) from None
     except BaseException:
         conn.close()
         raise
@@ -140,21 +180,30 @@ def _connect(path: pathlib.Path) -> sqlite3.Connection:
 class SqliteKeyStore:
     """A ``KeyStore`` in one SQLite file; open it with ``await SqliteKeyStore.open(path)``."""
 
-    def __init__(self, conn: sqlite3.Connection, path: pathlib.Path) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, path: pathlib.Path, poll_s: float = POLL_S
+    ) -> None:
         self.path = path
+        self.poll_s = poll_s
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
 
     @classmethod
-    async def open(cls, path: pathlib.Path) -> SqliteKeyStore:
-        """Open or create the store at ``path``, creating missing parent directories."""
-        return cls(await asyncio.to_thread(_connect, path), path)
+    async def open(cls, path: pathlib.Path, *, poll_s: float = POLL_S) -> SqliteKeyStore:
+        """Open or create the store at ``path``, creating missing parent directories.
+
+        ``watch`` looks for changes every ``poll_s`` seconds.
+        """
+        return cls(await asyncio.to_thread(_connect, path), path, poll_s)
 
     def _locked(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             if self._conn is None:
                 raise RuntimeError("the key store is closed")
-            return call(self._conn)
+            try:
+                return call(self._conn)
+            except sqlite3.OperationalError as error:  # locked past the timeout, disk full
+                raise _unavailable(self.path, error) from None
 
     async def _run(self, call: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``call`` on the connection in a worker thread, one call at a time."""
@@ -171,13 +220,7 @@ class SqliteKeyStore:
         now_ms: int,
     ) -> tuple[KeyRecord, str]:
         """Create a key, and its organization if the name is new; return it and its secret."""
-        if not organization_name.strip():
-            raise ValueError("organization_name must not be blank")
-        if not scopes:
-            raise ValueError("a key needs at least one scope")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
-        scopes = frozenset(Scope(scope) for scope in scopes)
+        scopes = new_key_scopes(organization_name, scopes, max_connections)
         secret = new_secret(test)
         key_id = new_key_id()
         secret_digest = digest_of(secret)
@@ -279,6 +322,36 @@ class SqliteKeyStore:
         for key_id in key_ids:
             _log.info("revoked API key %s (label %r)", key_id, label)
         return key_ids
+
+    async def watch(self, on_change: Callable[[], None]) -> None:
+        """Call ``on_change()`` now and after every commit to the file, until cancelled."""
+        try:
+            conn = await asyncio.to_thread(_open_connection, self.path)
+        except sqlite3.Error as error:
+            raise _unavailable(self.path, error) from None
+        # A cancelled poll may still be running in its thread: close only between polls.
+        lock = threading.Lock()
+
+        def data_version() -> int:
+            with lock:
+                return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+        try:
+            version = await asyncio.to_thread(data_version)
+            on_change()
+            while True:
+                await asyncio.sleep(self.poll_s)
+                try:
+                    now = await asyncio.to_thread(data_version)
+                except sqlite3.Error as error:
+                    _log.warning("cannot look for key changes in %s: %s", self.path, error)
+                    continue
+                if now != version:  # another connection committed
+                    version = now
+                    on_change()
+        finally:
+            with lock:
+                conn.close()
 
     async def close(self) -> None:
         """Close the connection; calling it again does nothing."""

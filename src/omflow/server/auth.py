@@ -1,12 +1,13 @@
 """Authentication at the edge: find the key in a request, look it up through a cache.
 
 Keys come as ``X-API-Key: KEY``, ``Authorization: Bearer KEY`` or ``?api_key=KEY`` (browsers
-cannot set headers on a WebSocket handshake). Lookups hit an in-memory map of digest → record
-that is reloaded from the store every ``refresh_s`` seconds, so a herd of reconnecting clients
-never waits on the database. A miss (a key created since the last reload, or a bad key) waits
-for a reload that starts after it; concurrent misses share that reload, and reloads run at most
-every ``MIN_RELOAD_S``, so a flood of bad keys costs the store one query per interval, not one
-per attempt.
+cannot set headers on a WebSocket handshake). Lookups hit an in-memory map of digest → record,
+so a herd of reconnecting clients never waits on the database. The map is reloaded whenever
+the store reports a change (``KeyStore.watch``: PostgreSQL's NOTIFY, SQLite's data version),
+and every ``refresh_s`` seconds as a safety net. A miss (a key created since the last reload,
+or a bad key) waits for a reload that starts after it; concurrent misses and change notices
+share that reload, and reloads run at most every ``MIN_RELOAD_S``, so a flood of bad keys
+costs the store one query per interval, not one per attempt.
 Revocations seen on reload are reported, so their connections can be closed.
 """
 
@@ -17,7 +18,7 @@ import logging
 from collections.abc import Callable
 
 from omflow.core.keys import KeyRecord, digest, matches
-from omflow.keystore.base import KeyStore
+from omflow.keystore.base import KeyStore, KeyStoreError
 from omflow.server.http import Request
 
 log = logging.getLogger("omflow.auth")
@@ -51,22 +52,26 @@ class KeyCache:
         self,
         store: KeyStore,
         on_revoked: Callable[[KeyRecord], None],
-        refresh_s: float = 1.0,
+        refresh_s: float = 30.0,
     ) -> None:
         self.store = store
         self.on_revoked = on_revoked
         self.refresh_s = refresh_s
         self._by_digest: dict[str, KeyRecord] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._next: asyncio.Task[None] | None = None  # a reload not yet started, for misses
+        self._tasks: list[asyncio.Task[None]] = []
+        self._next: asyncio.Task[None] | None = None  # a reload not yet started
         self._last_reload = float("-inf")
 
     async def start(self) -> None:
         await self.reload()
-        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._watch()),
+            loop.create_task(self._refresh_forever()),
+        ]
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, self._next) if t is not None]
+        tasks = [*self._tasks, *([self._next] if self._next is not None else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -79,18 +84,30 @@ class KeyCache:
         """A live key for ``secret``, or ``None``."""
         hashed = digest(secret)
         if hashed not in self._by_digest:
-            if self._next is None:
-                self._next = asyncio.get_running_loop().create_task(self._reload_next())
-            await asyncio.shield(self._next)
+            await asyncio.shield(self._reload_soon())
         return _live(secret, self._by_digest.get(hashed))
+
+    def _reload_soon(self) -> asyncio.Task[None]:
+        """The first reload that starts from now on, shared by everyone who asks for one."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_task(self._reload_next())
+        return self._next
+
+    def _changed(self) -> None:
+        self._reload_soon()
 
     async def _reload_next(self) -> None:
         loop = asyncio.get_running_loop()
         wait = self._last_reload + MIN_RELOAD_S - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
-        self._next = None  # misses from now on need a reload that starts after them
-        await self.reload()
+        self._next = None  # requests from now on need a reload that starts after them
+        try:
+            await self.reload()
+        except KeyStoreError as error:  # the store is down: the message says which and why
+            log.warning("reloading API keys failed; keeping the previous set: %s", error)
+        except Exception:
+            log.exception("reloading API keys failed; keeping the previous set")
 
     async def reload(self) -> None:
         self._last_reload = asyncio.get_running_loop().time()
@@ -102,10 +119,15 @@ class KeyCache:
                 self.on_revoked(record)
         self._by_digest = fresh
 
+    async def _watch(self) -> None:
+        try:
+            await self.store.watch(self._changed)
+        except Exception:
+            log.exception(
+                "watching API keys for changes failed; reloading every %g s only", self.refresh_s
+            )
+
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self.refresh_s)
-            try:
-                await self.reload()
-            except Exception:
-                log.exception("reloading API keys failed; keeping the previous set")
+            await asyncio.shield(self._reload_soon())
