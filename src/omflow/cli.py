@@ -1,6 +1,7 @@
-"""The ``omflow`` command: ``serve`` and ``keys create|list|revoke``.
+"""The ``omflow`` command: ``serve`` and ``keys create|list|revoke|migrate``.
 
-Every ``serve`` flag has an ``OMFLOW_*`` environment twin (see ``omflow.settings``).
+Every ``serve`` flag, and ``--keys`` and ``--data-dir`` everywhere, has an ``OMFLOW_*``
+environment twin (see ``omflow.settings``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING
 
 from omflow import __version__, logs
 from omflow.core.keys import KeyRecord, Scope, parse_scopes
-from omflow.keystore.base import KeyStore
+from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
+from omflow.keystore.base import KeyStore, KeyStoreError
 from omflow.settings import Settings, from_env
 
 if TYPE_CHECKING:
@@ -31,6 +33,17 @@ def _colour(code: str, text: str) -> str:
     if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
         return f"\033[{code}m{text}\033[0m"
     return text
+
+
+KEYS_HELP = (
+    "where API keys live: sqlite (keys.sqlite3 in --data-dir) or "
+    "postgresql://USER@HOST:PORT/DB (default sqlite; OMFLOW_KEYS)"
+)
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keys", metavar="sqlite|postgresql://…", help=KEYS_HELP)
+    parser.add_argument("--data-dir", type=Path, help="where keys.sqlite3 lives")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port for HTTP and WebSocket (default 8700)")
-    serve.add_argument("--data-dir", type=Path, help="where keys.sqlite3 lives")
+    _add_store_options(serve)
     serve.add_argument("--feed", choices=["demo", "none"], help="built-in feed (default demo)")
     serve.add_argument(
         "--ping-interval", type=float, help="seconds between protocol pings (default 25)"
@@ -86,12 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--max-connections", type=int, default=3, help="concurrent streams (3)")
     create.add_argument("--test", action="store_true", help="an om_data_test_ key")
-    create.add_argument("--data-dir", type=Path)
+    _add_store_options(create)
     listing = key_commands.add_parser("list", help="list keys (never their secrets)")
-    listing.add_argument("--data-dir", type=Path)
+    _add_store_options(listing)
     revoke = key_commands.add_parser("revoke", help="revoke a key; its connections close")
     revoke.add_argument("key_id", help="the key_… id shown by 'keys list'")
-    revoke.add_argument("--data-dir", type=Path)
+    _add_store_options(revoke)
+    migrate = key_commands.add_parser(
+        "migrate",
+        help="create or upgrade the key store's schema (run once per deploy for PostgreSQL)",
+        description="Create or upgrade the key store's schema; running it again does nothing. "
+        "Servers and the other keys commands refuse a PostgreSQL schema that is not "
+        "up to date; a SQLite file is upgraded whenever it is opened.",
+    )
+    _add_store_options(migrate)
     return parser
 
 
@@ -126,24 +147,31 @@ def _serve(settings: Settings) -> int:
 
 
 async def _serve_async(settings: Settings) -> int:
-    from omflow.keystore.sqlite import SqliteKeyStore
     from omflow.server.app import App
 
-    store = await SqliteKeyStore.open(settings.keys_path)
+    try:
+        store = await open_keystore(settings.keys, settings.data_dir)
+    except KeyStoreError as error:
+        print(f"omflow: {error}", file=sys.stderr)
+        return 2
     app = App(settings, store)
     demo_secret = None
-    if settings.demo_key:
-        now_ms = app.clock.ms()
-        await store.revoke_label(DEMO_LABEL, now_ms=now_ms)
-        _, demo_secret = await store.create_key(
-            organization_name="demo",
-            scopes=frozenset({Scope.STREAM, Scope.PUBLISH}),
-            max_connections=10,
-            label=DEMO_LABEL,
-            now_ms=now_ms,
-        )
     try:
+        if settings.demo_key:
+            now_ms = app.clock.ms()
+            await store.revoke_label(DEMO_LABEL, now_ms=now_ms)
+            _, demo_secret = await store.create_key(
+                organization_name="demo",
+                scopes=frozenset({Scope.STREAM, Scope.PUBLISH}),
+                max_connections=10,
+                label=DEMO_LABEL,
+                now_ms=now_ms,
+            )
         await app.start()
+    except KeyStoreError as error:
+        print(f"omflow: {error}", file=sys.stderr)
+        await store.close()
+        return 2
     except OSError as error:
         print(
             f"omflow: cannot listen on {settings.host}:{settings.port}: {error.strerror}.",
@@ -171,6 +199,7 @@ def _banner(settings: Settings, port: int, app: App, secret: str | None) -> None
     lines = [
         _colour("1;32", f"omflow {__version__} is serving on {base}"),
         f"  data dir   {settings.data_dir}",
+        f"  keys       {describe_keystore(settings.keys, settings.data_dir)}",
         f"  feed       {settings.feed}",
         f"  live page  {base}/" + (f"#key={secret}" if secret else ""),
         f"  stream     {ws}?api_key=KEY",
@@ -207,22 +236,41 @@ def _first_contest(app: App) -> str:
 
 
 async def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from omflow.keystore.sqlite import SqliteKeyStore
-
-    store = await SqliteKeyStore.open(settings.keys_path)
+    """A ``keys`` command; a store that cannot be used is one line on stderr and exit 2."""
     try:
-        if args.keys_command == "create":
-            return await _create(store, args)
-        if args.keys_command == "list":
-            _print_keys(await store.list_keys())
-            return 0
-        if await store.revoke(args.key_id, now_ms=int(time.time() * 1000)):
-            print(f"revoked {args.key_id}; its connections close within seconds")
-            return 0
-        print(f"omflow: no live key {args.key_id!r} (see 'omflow keys list')", file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
+        if args.keys_command == "migrate":
+            return await _migrate(settings)
+        store = await open_keystore(settings.keys, settings.data_dir)
+        try:
+            return await _key_command(store, args)
+        finally:
+            await store.close()
+    except KeyStoreError as error:
+        print(f"omflow: {error}", file=sys.stderr)
+        return 2
+
+
+async def _key_command(store: KeyStore, args: argparse.Namespace) -> int:
+    if args.keys_command == "create":
+        return await _create(store, args)
+    if args.keys_command == "list":
+        _print_keys(await store.list_keys())
+        return 0
+    if await store.revoke(args.key_id, now_ms=int(time.time() * 1000)):
+        print(f"revoked {args.key_id}; its connections close within seconds")
+        return 0
+    print(f"omflow: no live key {args.key_id!r} (see 'omflow keys list')", file=sys.stderr)
+    return 1
+
+
+async def _migrate(settings: Settings) -> int:
+    where = describe_keystore(settings.keys, settings.data_dir)
+    before, after = await migrate_keystore(settings.keys, settings.data_dir)
+    if before == after:
+        print(f"{where}: schema version {after}, already up to date")
+    else:
+        print(f"{where}: migrated the schema from version {before} to {after}")
+    return 0
 
 
 async def _create(store: KeyStore, args: argparse.Namespace) -> int:

@@ -14,15 +14,23 @@ from omflow.keystore.base import KeyStore, KeyStoreUnavailable
 SQLITE_FILE = "keys.sqlite3"
 
 
+def _is_sqlite(spec: str) -> bool:
+    return spec.strip().lower() == "sqlite"
+
+
 def _is_postgresql(spec: str) -> bool:
-    return spec.startswith(("postgresql:", "postgres:"))
+    return spec.startswith(("postgresql://", "postgres://"))
 
 
 def _unknown(spec: str) -> KeyStoreUnavailable:
-    # Shows only what comes before "://": the rest may hold a password.
-    kind = spec.partition("://")[0] if "://" in spec else spec
+    # Shows no more of the value than its scheme: the rest may hold a password.
+    if "://" in spec:
+        shown = spec.partition("://")[0] + "://…"
+    else:
+        shown = "…" if "@" in spec or ":" in spec else spec
     return KeyStoreUnavailable(
-        f"--keys {kind!r} is not a key store: use sqlite or postgresql://USER@HOST:PORT/DB"
+        f"--keys {shown!r} is not a key store: use sqlite (a file in --data-dir) "
+        "or postgresql://USER@HOST:PORT/DB"
     )
 
 
@@ -37,7 +45,7 @@ def describe_keystore(spec: str, data_dir: Path) -> str:
 
 async def open_keystore(spec: str, data_dir: Path) -> KeyStore:
     """Open the key store ``spec`` names; raise ``KeyStoreError`` saying what to fix."""
-    if spec == "sqlite":
+    if _is_sqlite(spec):
         from omflow.keystore.sqlite import SqliteKeyStore
 
         return await SqliteKeyStore.open(data_dir / SQLITE_FILE)
@@ -53,7 +61,7 @@ async def migrate_keystore(spec: str, data_dir: Path) -> tuple[int, int]:
 
     A SQLite file is brought up to date whenever it is opened, so here that is all it takes.
     """
-    if spec == "sqlite":
+    if _is_sqlite(spec):
         from omflow.keystore.sqlite import SCHEMA_VERSION, file_schema_version
 
         before = file_schema_version(data_dir / SQLITE_FILE)
