@@ -230,7 +230,7 @@ async def _connect(url: str, application_name: str | None = None) -> asyncpg.Con
     """One connection to ``url``, or ``KeyStoreUnavailable`` saying why not."""
     check_url(url)
     settings = None if application_name is None else {"application_name": application_name}
-    with _errors_named(url, "reach"):
+    with _errors_named(url, "connect to"):
         return await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S, server_settings=settings)
 
 
@@ -353,7 +353,7 @@ class PostgresKeyStore:
     async def open(cls, url: str) -> PostgresKeyStore:
         """Connect, and check that the schema is at ``SCHEMA_VERSION`` (see ``migrate``)."""
         check_url(url)
-        with _errors_named(url, "reach"):
+        with _errors_named(url, "connect to"):
             pool = await asyncpg.create_pool(
                 url,
                 min_size=1,
@@ -479,7 +479,8 @@ class PostgresKeyStore:
     async def watch(self, on_change: Callable[[], None]) -> None:
         """Call ``on_change()`` once listening, after each key change, and after each
         reconnect of the listening connection; until cancelled."""
-        delays = _reconnect_delays(random.Random())  # noqa: S311 - jitter, not security
+        rng = random.Random()  # noqa: S311 - jitter, not security
+        delays = _reconnect_delays(rng)
         while True:
             try:
                 conn = await _connect(self.url, listener_name(self.schema))
@@ -488,16 +489,19 @@ class PostgresKeyStore:
                 _log.warning("cannot listen for key changes (%s); again in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 continue
-            delays = _reconnect_delays(random.Random())  # noqa: S311
             try:
-                await self._listen(conn, on_change)
+                listened = await self._listen(conn, on_change)
             finally:
                 with contextlib.suppress(*_UNREACHABLE):
                     await conn.close(timeout=1.0)
-            _log.warning("lost the connection listening for key changes; reconnecting")
+            if listened:  # a working listener was lost: start again from the shortest delay
+                delays = _reconnect_delays(rng)
+            delay = next(delays)
+            _log.warning("lost the connection listening for key changes; again in %.1f s", delay)
+            await asyncio.sleep(delay)
 
-    async def _listen(self, conn: asyncpg.Connection, on_change: Callable[[], None]) -> None:
-        """Listen on ``conn`` until it is lost."""
+    async def _listen(self, conn: asyncpg.Connection, on_change: Callable[[], None]) -> bool:
+        """Listen on ``conn`` until it is lost; ``False`` if listening never began."""
         lost = asyncio.Event()
 
         def notified(conn: object, pid: int, channel: str, payload: object) -> None:
@@ -508,16 +512,17 @@ class PostgresKeyStore:
         try:
             await conn.add_listener(CHANNEL, notified)
         except _UNREACHABLE:
-            return
+            return False
         on_change()
         while not lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lost.wait(), LISTEN_CHECK_S)
-                return
+                break
             try:
                 await conn.execute("SELECT 1", timeout=CONNECT_TIMEOUT_S)
             except _UNREACHABLE:
-                return
+                break
+        return True
 
     async def close(self) -> None:
         """Close the pool; calling it again does nothing."""
