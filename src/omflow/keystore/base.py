@@ -47,8 +47,10 @@ _KNOWN_SCOPES = frozenset(scope.value for scope in Scope)
 
 
 def stored_scopes(names: Iterable[str]) -> frozenset[Scope]:
-    """Scopes read back from a store; names this version does not know (written by a newer
-    one) are dropped, not granted."""
+    """Scopes read back from a store.
+
+    Names this version does not know (written by a newer one) are dropped, not granted.
+    """
     return frozenset(Scope(name) for name in names if name in _KNOWN_SCOPES)
 
 

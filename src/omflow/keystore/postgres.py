@@ -235,8 +235,10 @@ async def _connect(url: str, application_name: str | None = None) -> asyncpg.Con
 
 
 def listener_name(schema: str) -> str:
-    """The ``application_name`` of the connection that listens for changes in ``schema``,
-    so that ``pg_stat_activity`` tells it apart."""
+    """The ``application_name`` of the connection listening for changes in ``schema``.
+
+    It tells that connection apart in ``pg_stat_activity``.
+    """
     return f"omflow-listen:{schema}"[:63]
 
 
@@ -477,8 +479,11 @@ class PostgresKeyStore:
         return key_ids
 
     async def watch(self, on_change: Callable[[], None]) -> None:
-        """Call ``on_change()`` once listening, after each key change, and after each
-        reconnect of the listening connection; until cancelled."""
+        """Call ``on_change()`` once listening, after each key change, until cancelled.
+
+        A lost listening connection is replaced with capped, jittered backoff, and the first
+        call after it comes once listening again (changes in between were not heard).
+        """
         rng = random.Random()  # noqa: S311 - jitter, not security
         delays = _reconnect_delays(rng)
         while True:
