@@ -12,11 +12,11 @@ $(BIN)/python:
 
 # Stamps: reinstall only when the project's metadata changes.
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[server]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[server,dev]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## start the server with the demo feed and print a working key

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omflow import __version__, logs
+from omflow.client import tail
 from omflow.core.keys import KeyRecord, Scope, parse_scopes
 from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
 from omflow.keystore.base import KeyStore, KeyStoreError
@@ -113,12 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
         "up to date; a SQLite file is upgraded whenever it is opened.",
     )
     _add_store_options(migrate)
+    tail.add_command(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "tail":
+        return tail.run(args)
     try:
         settings = from_env()
     except ValueError as error:
