@@ -59,6 +59,10 @@ class ChangedEntry(msgspec.Struct, frozen=True):
     price: float
     available: Number
 
+    @classmethod
+    def of(cls, change: Change) -> ChangedEntry:
+        return cls(change.liquidity_hash, change.partner_id, change.price, change.available)
+
 
 class Score(msgspec.Struct, frozen=True):
     home: int
@@ -152,7 +156,7 @@ class LiquidityUpdate(ServerMessage, frozen=True, tag="liquidity.update"):
         """The update a book event goes out as."""
         return cls(
             event.contest_id,
-            tuple(_changed(change) for change in event.changes),
+            tuple(ChangedEntry.of(change) for change in event.changes),
             event.refresh_required,
             iso_ms(event.timestamp_ms),
             event.seq,
@@ -421,7 +425,3 @@ def _unknown(
     if isinstance(kind, str) and kind not in known:
         return Unknown(kind, raw)
     raise MessageError(str(error)) from None
-
-
-def _changed(change: Change) -> ChangedEntry:
-    return ChangedEntry(change.liquidity_hash, change.partner_id, change.price, change.available)
