@@ -48,7 +48,7 @@ class Watch:
                 self.events.append(event)
                 async with self._changed:
                     self._changed.notify_all()
-        except Exception as error:  # noqa: BLE001 - kept for the test to assert on
+        except Exception as error:
             self.error = error
         async with self._changed:
             self._changed.notify_all()

@@ -25,7 +25,7 @@ BANNER = re.compile(r"is serving on http://127\.0\.0\.1:(\d+)")
 
 def omflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the ``omflow`` command line; fails the test if it exits non-zero."""
-    done = subprocess.run(  # noqa: S603 - our own CLI
+    done = subprocess.run(
         [sys.executable, "-m", "omflow.cli", *args],
         capture_output=True,
         text=True,
@@ -69,7 +69,7 @@ class ServerProcess:
             "--feed", "none", "--data-dir", str(self.data_dir), "--no-access-log",
             "--log-level", "warning",
         ]  # fmt: skip
-        self.process = subprocess.Popen(  # noqa: S603 - our own CLI
+        self.process = subprocess.Popen(
             args,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
