@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sys
@@ -138,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
+    if importlib.util.find_spec("httptools") is None:
+        print("omflow: the server needs its extra: pip install 'omflow[server]'", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.access_log)
     try:
         import uvloop

@@ -38,6 +38,7 @@ class Watch:
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         self.events: list[Event] = []
+        self.times: list[float] = []  # when each event arrived (loop time)
         self.error: BaseException | None = None
         self._changed = asyncio.Condition()
         self._task = asyncio.get_running_loop().create_task(self._consume())
@@ -46,6 +47,7 @@ class Watch:
         try:
             async for event in self.stream:
                 self.events.append(event)
+                self.times.append(asyncio.get_running_loop().time())
                 async with self._changed:
                     self._changed.notify_all()
         except Exception as error:

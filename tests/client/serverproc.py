@@ -61,6 +61,7 @@ class ServerProcess:
     publisher: str = ""
     reader: str = ""
     log: list[str] = field(default_factory=list)
+    _drainer: threading.Thread | None = None
 
     def start(self) -> None:
         assert self.process is None or self.process.poll() is not None
@@ -83,20 +84,28 @@ class ServerProcess:
             if found:
                 self.port = int(found.group(1))
                 # Keep reading what it prints, so a full pipe never blocks the server.
-                threading.Thread(target=self._drain, args=(self.process,), daemon=True).start()
+                self._drainer = threading.Thread(
+                    target=self._drain, args=(self.process,), daemon=True
+                )
+                self._drainer.start()
                 return
+        self.process.stdout.close()
         raise RuntimeError("omflow serve exited early:\n" + "".join(self.log))
 
     def _drain(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            self.log.append(line)
+        with process.stdout:
+            for line in process.stdout:
+                self.log.append(line)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
         """Send ``sig`` and wait for the process to exit; return its exit code."""
         assert self.process is not None
         self.process.send_signal(sig)
-        return self.process.wait(timeout=15)
+        code = self.process.wait(timeout=15)
+        if self._drainer is not None:
+            self._drainer.join(timeout=5)
+        return code
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
