@@ -247,7 +247,7 @@ def _status_line(book: LiveBook, contest_ids: Iterable[str], status: Status) -> 
     line.append(f"  seq {seqs}  {status.rate():.1f} ev/s")
     if status.latencies_ms:
         ordered = sorted(status.latencies_ms)
-        p50 = ordered[len(ordered) // 2]
+        p50 = ordered[(len(ordered) - 1) // 2]  # nearest rank
         line.append(f"  latency p50 {p50} ms max {ordered[-1]} ms")
     return line
 
