@@ -191,7 +191,6 @@ async def test_sigterm_drain_notice_is_honoured_then_restart(
         await assert_equal_to_rest(server, stream, watch)
 
 
-@pytest.mark.xfail(strict=True, reason="server epoch")
 async def test_restart_with_more_publishes_than_before_needs_the_epoch(
     server_factory: Factory, watches: Callable[[Stream], Watch]
 ) -> None:

@@ -29,7 +29,7 @@ EVERY_SERVER_MESSAGE: list[m.ServerMessage] = [
     m.Unsubscribed("liquidity", contest_ids=()),
     m.LiquidityUpdate("ct_abc123", (m.ChangedEntry(HASH, "kalshi", 0.49, 5400),), False, TS, 7),
     m.LiquidityUpdate("ct_abc123", (), True, TS, 8),
-    m.LiquiditySnapshot("ct_abc123", 8, (m.ChangedEntry(HASH, "kalshi", 0.5, 1.5),), TS, 3),
+    m.LiquiditySnapshot("ct_abc123", 8, (m.ChangedEntry(HASH, "kalshi", 0.5, 1.5),), TS, "e_3"),
     m.Pong(TS),
     m.Error("invalid_channel", "channel 'x' is unknown"),
     m.Reconnect(1234),
@@ -73,7 +73,9 @@ EVERY_SERVER_MESSAGE: list[m.ServerMessage] = [
 
 EVERY_CLIENT_MESSAGE: list[m.ClientMessage] = [
     m.Subscribe("liquidity", contest_ids=("ct_a", "ct_b")),
-    m.Subscribe("liquidity", contest_ids=("ct_a",), snapshot=True, resume={"ct_a": 41}, epoch=7),
+    m.Subscribe(
+        "liquidity", contest_ids=("ct_a",), snapshot=True, resume={"ct_a": 41}, epoch="e_7"
+    ),
     m.Subscribe("orderbook", position_hashes=("ct_a:mk_ml:side_home:var_0:p_kc:tf_full",)),
     m.Unsubscribe("liquidity", contest_ids=("ct_a",)),
     m.Ping(),
@@ -105,9 +107,9 @@ def test_client_messages_round_trip(message: m.ClientMessage) -> None:
 
 def test_the_server_parser_accepts_what_the_client_encodes() -> None:
     parsed = protocol.parse_client_message(
-        m.encode(m.Subscribe("liquidity", ("ct_a",), snapshot=True, resume={"ct_a": 3}, epoch=1))
+        m.encode(m.Subscribe("liquidity", ("ct_a",), snapshot=True, resume={"ct_a": 3}, epoch="e1"))
     )
-    assert parsed == protocol.Subscribe("liquidity", ("ct_a",), True, {"ct_a": 3})
+    assert parsed == protocol.Subscribe("liquidity", ("ct_a",), True, {"ct_a": 3}, "e1")
     assert protocol.parse_client_message(m.encode(m.Ping())) == protocol.Ping()
 
 
@@ -181,12 +183,12 @@ def test_liquidity_update_encodes_as_protocol_does(
     assert m.encode(update) == protocol.encode_update(contest_id, seq, changed, now_ms)
 
 
-@given(ids, ids, millis, st.integers(0, 60_000), st.text(max_size=30))
+@given(ids, ids, millis, st.integers(0, 60_000), st.text(max_size=30), ids)
 def test_session_messages_encode_as_protocol_does(
-    org: str, key: str, now_ms: int, after_ms: int, text: str
+    org: str, key: str, now_ms: int, after_ms: int, text: str, epoch: str
 ) -> None:
-    assert m.encode(m.Connected(org, key, iso_s(now_ms))) == protocol.encode_connected(
-        org, key, now_ms
+    assert m.encode(m.Connected(org, key, iso_s(now_ms), epoch)) == protocol.encode_connected(
+        org, key, now_ms, epoch
     )
     assert m.encode(m.Pong(iso_ms(now_ms))) == protocol.encode_pong(now_ms)
     assert m.encode(m.Reconnect(after_ms)) == protocol.encode_reconnect(after_ms)
@@ -197,16 +199,20 @@ def test_session_messages_encode_as_protocol_does(
 @given(st.lists(ids, max_size=4))
 def test_confirmations_encode_as_protocol_does(contest_ids: list[str]) -> None:
     assert m.encode(m.Subscribed("liquidity", tuple(contest_ids))) == (
-        protocol.encode_subscribed("liquidity", contest_ids)
+        protocol.encode_subscribed("liquidity", "contest_ids", contest_ids)
     )
     assert m.encode(m.Unsubscribed("liquidity", tuple(contest_ids))) == (
-        protocol.encode_unsubscribed("liquidity", contest_ids)
+        protocol.encode_unsubscribed("liquidity", "contest_ids", contest_ids)
+    )
+    hashes = tuple(f"{c}:mk_ml:side_home:var_0:p_kc:tf_full" for c in contest_ids)
+    assert m.encode(m.Subscribed("orderbook", position_hashes=hashes)) == (
+        protocol.encode_subscribed("orderbook", "position_hashes", hashes)
     )
 
 
-@given(ids, st.integers(0, 10**9), changes, millis)
+@given(ids, st.integers(0, 10**9), changes, millis, ids)
 def test_snapshot_encodes_as_protocol_does(
-    contest_id: str, seq: int, changed: list[Change], now_ms: int
+    contest_id: str, seq: int, changed: list[Change], now_ms: int, epoch: str
 ) -> None:
     entries: list[dict[str, Any]] = [
         {"liquidity_hash": c.liquidity_hash, "partner_id": c.partner_id, "price": c.price,
@@ -214,9 +220,9 @@ def test_snapshot_encodes_as_protocol_does(
         for c in changed
     ]  # fmt: skip
     snapshot = m.LiquiditySnapshot(
-        contest_id, seq, tuple(m.ChangedEntry.of(c) for c in changed), iso_ms(now_ms)
+        contest_id, seq, tuple(m.ChangedEntry.of(c) for c in changed), iso_ms(now_ms), epoch
     )
-    assert m.encode(snapshot) == protocol.encode_snapshot(contest_id, seq, entries, now_ms)
+    assert m.encode(snapshot) == protocol.encode_snapshot(contest_id, seq, entries, now_ms, epoch)
 
 
 def test_rest_positions_decode_from_what_the_server_serves() -> None:
@@ -232,7 +238,8 @@ def test_rest_positions_decode_from_what_the_server_serves() -> None:
         ),
         now_ms=1_776_463_201_234,
     )
-    served = orjson.dumps({"data": positions(book), "meta": {"seq": book.seq, "api_version": "v1"}})
+    meta = {"seq": book.seq, "epoch": "e1", "api_version": "v1"}
+    served = orjson.dumps({"data": positions(book.entries), "meta": meta})
     decoded = m.decode_rest(served, m.LiquidityBook)
-    assert decoded.meta.seq == 1
-    assert orjson.loads(msgspec.json.encode(decoded.data)) == positions(book)
+    assert (decoded.meta.seq, decoded.meta.epoch) == (1, "e1")
+    assert orjson.loads(msgspec.json.encode(decoded.data)) == positions(book.entries)

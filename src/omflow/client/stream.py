@@ -63,10 +63,11 @@ from omflow.client.errors import (
 from omflow.client.events import Closed, Connecting, Event, Live, Reconnecting, Refreshed
 from omflow.client.livebook import LiveBook
 from omflow.client.rest import AsyncRestClient
-from omflow.core.hashes import is_valid_id, parse_liquidity_hash
+from omflow.core.hashes import is_valid_id, is_valid_position_hash
 from omflow.core.messages import (
     Connected,
     ContestStateUpdate,
+    Epoch,
     LiquiditySnapshot,
     LiquidityUpdate,
     MessageError,
@@ -125,14 +126,11 @@ def check_topics(channel: str, ids: Iterable[str]) -> tuple[str, ...]:
         if field == "contest_ids":
             if not is_valid_id(topic):
                 raise ValueError(f"contest id {topic!r} is not 1-64 letters, digits, '_' or '-'")
-        else:
-            try:
-                parse_liquidity_hash(f"x:{topic}")
-            except ValueError:
-                raise ValueError(
-                    f"position hash {topic!r} must read contest:market:side:variant:"
-                    "participant:timeframe"
-                ) from None
+        elif not is_valid_position_hash(topic):
+            raise ValueError(
+                f"position hash {topic!r} must read contest:market:side:variant:"
+                "participant:timeframe"
+            )
     return folded
 
 
@@ -199,7 +197,7 @@ class Stream:
         self.book: LiveBook | None = LiveBook() if book else None
         self.rest = AsyncRestClient(self.rest_url, api_key)
         self.state: State = "connecting"
-        self.epoch: str | int | None = None
+        self.epoch: Epoch | None = None
         self.backoff = backoff or Backoff()
         self._clock = clock
         self._open_timeout = open_timeout

@@ -36,9 +36,9 @@ from omflow.core.model import Change, LiquidityEvent
 from omflow.core.timefmt import iso_ms
 
 Number = int | float
-#: A stream position's epoch: the server chooses its form (centrifuge uses a string); a client
-#: keeps it as received and sends it back unchanged.
-Epoch = str | int
+#: The name of the history every ``seq`` belongs to (Part B): a client keeps it as received and
+#: sends it back unchanged; a different one means the server lost its past.
+Epoch = str
 _T = TypeVar("_T")
 
 
