@@ -105,6 +105,8 @@ def test_every_core_module_is_checked() -> None:
         "channels",
         "positions",
         "catalog",
+        "matching",
+        "catalogfile",
     }
     assert {f"omflow.core.{name}" for name in expected} <= names
 

@@ -12,9 +12,9 @@ watches ``health`` for staleness, and shows it in ``/metrics`` and ``/readyz``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from omflow.core.model import Batch, Contest, League, Participant, StateUpdate
 
@@ -27,6 +27,10 @@ class CatalogView(Protocol):
     def participants(self) -> Iterable[Participant]: ...
 
     def contests(self) -> Iterable[Contest]: ...
+
+    def overrides(self) -> Mapping[str, str]:
+        """The operator's matching overrides: ``"venue:venue_id"`` -> ``contest_id``."""
+        ...
 
 
 class FeedSink(Protocol):
@@ -59,12 +63,20 @@ class FeedSink(Protocol):
         ...
 
 
+#: Where the supervisor has a feed: ``running`` (``run`` is executing), ``backoff`` (waiting to
+#: restart it after a failure), ``stopped``; ``starting`` before the first ``run``.
+Phase = Literal["starting", "running", "backoff", "stopped"]
+#: What ``/readyz`` and ``/metrics`` show: the phase, with ``running`` split by ``connected``.
+State = Literal["starting", "connected", "backoff", "stopped"]
+
+
 @dataclass(slots=True)
 class FeedHealth:
     """What a feed reports about itself; the supervisor reads it for metrics and readiness.
 
     Times are ``time.monotonic()`` seconds, set by the feed's runner (the edge), never by a
-    sans-I/O parser.
+    sans-I/O parser. The feed sets ``connected`` and the counters; the supervisor sets
+    ``phase`` and counts ``reconnects``.
     """
 
     connected: bool = False
@@ -76,6 +88,14 @@ class FeedHealth:
     last_error: str | None = None  # one line, never a secret
     #: Venue markets that match no contest: venue id -> a one-line description.
     unmatched: dict[str, str] = field(default_factory=dict)
+    phase: Phase = "starting"
+
+    @property
+    def state(self) -> State:
+        """``starting`` | ``connected`` | ``backoff`` | ``stopped``."""
+        if self.phase == "running":
+            return "connected" if self.connected else "starting"
+        return self.phase
 
 
 class Feed(Protocol):
