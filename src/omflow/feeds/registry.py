@@ -33,6 +33,12 @@ def _kalshi(settings: Settings, env: Mapping[str, str], tap: Tap) -> Feed:
     return KalshiFeed.from_env(env, tap)
 
 
+def _polymarket(settings: Settings, env: Mapping[str, str], tap: Tap) -> Feed:
+    from omflow.feeds.polymarket.feed import PolymarketFeed
+
+    return PolymarketFeed.from_env(env, tap)
+
+
 class FeedRegistry:
     """Feed factories by name."""
 
@@ -61,6 +67,7 @@ def default_registry(demo: FeedFactory | None = None) -> FeedRegistry:
     if demo is not None:
         registry.register("demo", demo)
     registry.register("kalshi", _kalshi)
+    registry.register("polymarket", _polymarket)
     return registry
 
 
