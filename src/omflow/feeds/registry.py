@@ -39,6 +39,12 @@ def _polymarket(settings: Settings, env: Mapping[str, str], tap: Tap) -> Feed:
     return PolymarketFeed.from_env(env, tap)
 
 
+def _odds(settings: Settings, env: Mapping[str, str], tap: Tap) -> Feed:
+    from omflow.feeds.odds.feed import OddsFeed
+
+    return OddsFeed.from_env(env, tap)
+
+
 class FeedRegistry:
     """Feed factories by name."""
 
@@ -68,6 +74,7 @@ def default_registry(demo: FeedFactory | None = None) -> FeedRegistry:
         registry.register("demo", demo)
     registry.register("kalshi", _kalshi)
     registry.register("polymarket", _polymarket)
+    registry.register("odds", _odds)
     return registry
 
 
