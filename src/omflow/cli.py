@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from omflow import __version__, logs
 from omflow.client import tail
 from omflow.core.keys import KeyRecord, Scope, parse_scopes
+from omflow.feeds import cli as feeds_cli
 from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
 from omflow.keystore.base import KeyStore, KeyStoreError
 from omflow.settings import Settings, from_env
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_store_options(migrate)
     tail.add_command(commands)
+    feeds_cli.add_commands(commands)
     return parser
 
 
@@ -132,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings.with_overrides(overrides)
     if args.command == "serve":
         return _serve(settings)
+    if args.command in feeds_cli.COMMANDS:
+        return feeds_cli.run(args, settings)
     return asyncio.run(_keys(args, settings))
 
 

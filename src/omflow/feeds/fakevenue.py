@@ -71,6 +71,7 @@ class FakeVenue:
         self.requests: list[RestRequest] = []
         self.handshakes: list[Request] = []
         self.connections = 0
+        self.requests_served = 0  # REST answers a replay served from its recording
         self._server: Server | None = None
         self.port = 0
 
@@ -147,28 +148,57 @@ class ReplayProgress:
     """Set by the replay venue as it goes; ``done`` once every recorded connection is played."""
 
     connections_total: int
+    responses_total: int
     connections_played: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(slots=True)
+class _Recorded:
+    """The recorded answers to one request line, served in order (the last one stays)."""
+
+    query: dict[str, str]
+    answers: list[Frame]
+
+
 def replay_venue(frames: list[Frame], speed: float = 0.0) -> tuple[FakeVenue, ReplayProgress]:
-    """A venue that serves ``frames``; ``speed`` 0 sends as fast as possible, 1 in real time."""
+    """A venue that serves ``frames``; ``speed`` 0 sends as fast as possible, 1 in real time.
+
+    A REST request gets the recorded answers to the same path and query (a query value
+    recorded as ``***`` matches anything: it was a secret), in recorded order.
+    """
     ws_conns = [conn_frames for _, conn_frames in connections(frames, "ws:")]
-    responses: dict[str, list[Frame]] = {}
+    routes: dict[str, list[_Recorded]] = {}
+    total = 0
     for _, conn_frames in connections(frames, "http:"):
         sent = next((f for f in conn_frames if f.dir == "send"), None)
         received = next((f for f in conn_frames if f.dir == "recv"), None)
-        if sent is not None and received is not None:
-            path = urlsplit(sent.raw.partition(" ")[2]).path
-            responses.setdefault(path, []).append(received)
-    progress = ReplayProgress(len(ws_conns))
+        if sent is None or received is None:
+            continue
+        split = urlsplit(sent.raw.partition(" ")[2])
+        query = dict(parse_qsl(split.query))
+        recorded = routes.setdefault(split.path, [])
+        same = next((r for r in recorded if r.query == query), None)
+        if same is None:
+            recorded.append(_Recorded(query, [received]))
+        else:
+            same.answers.append(received)
+        total += 1
+    progress = ReplayProgress(len(ws_conns), total)
     if not ws_conns:
         progress.done.set()
 
     def route(request: RestRequest) -> RestReply:
-        queue = responses[request.path]
-        frame = queue.pop(0) if len(queue) > 1 else queue[0]  # the last answer stays
-        return json_reply(frame.raw.encode(), frame.status or 200, tuple(frame.headers.items()))
+        for recorded in routes.get(request.path, ()):
+            if _same_query(recorded.query, request.query):
+                frame = (
+                    recorded.answers.pop(0) if len(recorded.answers) > 1 else recorded.answers[0]
+                )
+                venue.requests_served += 1
+                return json_reply(
+                    frame.raw.encode(), frame.status or 200, tuple(frame.headers.items())
+                )
+        return json_reply(b'{"error": "not in the recording"}', 404)
 
     async def handler(connection: ServerConnection, number: int) -> None:
         if number > len(ws_conns):
@@ -179,7 +209,14 @@ def replay_venue(frames: list[Frame], speed: float = 0.0) -> tuple[FakeVenue, Re
         if progress.connections_played >= progress.connections_total:
             progress.done.set()
 
-    return FakeVenue(handler, {path: route for path in responses}), progress
+    venue = FakeVenue(handler, {path: route for path in routes})
+    return venue, progress
+
+
+def _same_query(recorded: dict[str, str], asked: dict[str, str]) -> bool:
+    if recorded.keys() != asked.keys():
+        return False
+    return all(value in ("***", asked[key]) for key, value in recorded.items())
 
 
 async def _play(connection: ServerConnection, frames: list[Frame], speed: float) -> None:

@@ -15,6 +15,7 @@ would::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
@@ -41,6 +42,8 @@ from omflow.core.positions import positions
 from omflow.core.timefmt import iso_ms
 from omflow.feeds.base import CatalogView
 from omflow.feeds.common import FeedError
+
+log = logging.getLogger("omflow.feed")
 
 
 def wall_clock_ms() -> int:
@@ -156,6 +159,7 @@ class HttpSink:
         self.catalog_store = catalog or Catalog()
         self._view = CatalogReader(self.catalog_store, overrides)
         self.published = 0
+        self._said_no_state = False
 
     @property
     def catalog(self) -> CatalogView:
@@ -202,7 +206,13 @@ class HttpSink:
                 if result is None
                 else {"winner": result.winner, "settled_at": iso_ms(result.settled_at_ms)}
             )
-        await self._post(f"/flow/v1/partners/{update.partner_id}/state", body)
+        try:
+            await self._post(f"/flow/v1/partners/{update.partner_id}/state", body)
+        except _NotFound:
+            # A server without the state endpoint still takes the liquidity: say so once.
+            if not self._said_no_state:
+                self._said_no_state = True
+                log.warning("%s has no state endpoint: contest states are not sent", self.base_url)
 
     async def add_catalog(
         self,
@@ -219,12 +229,18 @@ class HttpSink:
         )
         if response.status_code in (401, 403):
             raise FeedError(f"the server refused the key with HTTP {response.status_code}")
+        if response.status_code in (404, 405):
+            raise _NotFound(path)
         if response.status_code != 200:
             message = _error_message(response.content)
             raise FeedError(f"the server answered HTTP {response.status_code}: {message}")
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class _NotFound(FeedError):
+    """The server has no such endpoint."""
 
 
 def _error_message(body: bytes) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -45,18 +46,30 @@ class LogOnce:
             self._log.warning(message, *args)
 
 
+@dataclass(slots=True)
+class Numbering:
+    """Connection numbers for the recording; a feed keeps one across its runs."""
+
+    ws: int = 0
+    http: int = 0
+
+
 class Transport:
     """One feed's connections to its venue, numbered for the recording (``ws:1``, ``http:3``)."""
 
     def __init__(
-        self, venue: str, client: httpx.AsyncClient, tap: Tap = no_tap, open_timeout: float = 10.0
+        self,
+        venue: str,
+        client: httpx.AsyncClient,
+        tap: Tap = no_tap,
+        numbering: Numbering | None = None,
+        open_timeout: float = 10.0,
     ) -> None:
         self.venue = venue
         self.client = client
         self.tap = tap
+        self.numbering = numbering or Numbering()
         self.open_timeout = open_timeout
-        self._ws_count = 0
-        self._http_count = 0
 
     async def get(
         self,
@@ -67,8 +80,8 @@ class Transport:
         auth_hint: str = "",
     ) -> httpx.Response:
         """GET ``url``; 401/403 raise ``AuthRefused``, other non-2xx ``FeedError``."""
-        self._http_count += 1
-        conn = f"http:{self._http_count}"
+        self.numbering.http += 1
+        conn = f"http:{self.numbering.http}"
         shown = {k: ("***" if k in secret_params else v) for k, v in (params or {}).items()}
         path = urlsplit(url).path
         self.tap(conn, "send", f"GET {path}" + (f"?{urlencode(shown)}" if shown else ""))
@@ -100,8 +113,8 @@ class Transport:
         self, url: str, headers: Mapping[str, str] | None = None, auth_hint: str = ""
     ) -> AsyncIterator[TappedSocket]:
         """Open a WebSocket; every frame in and out goes through the tap."""
-        self._ws_count += 1
-        conn = f"ws:{self._ws_count}"
+        self.numbering.ws += 1
+        conn = f"ws:{self.numbering.ws}"
         self.tap(conn, "open", url.split("?", 1)[0])
         try:
             socket = await connect(

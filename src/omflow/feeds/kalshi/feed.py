@@ -43,7 +43,7 @@ from omflow.feeds.kalshi.auth import Signer
 from omflow.feeds.kalshi.discovery import DEFAULT_SERIES, KalshiEvent, parse_events_page
 from omflow.feeds.kalshi.session import KalshiMarket, KalshiSession, Output
 from omflow.feeds.record import Tap, no_tap
-from omflow.feeds.transport import LogOnce, TappedSocket, Transport
+from omflow.feeds.transport import LogOnce, Numbering, TappedSocket, Transport
 
 log = logging.getLogger("omflow.feed.kalshi")
 
@@ -169,6 +169,7 @@ class KalshiFeed:
         self.signer = signer
         self.tap = tap
         self.health = FeedHealth()
+        self._numbering = Numbering()
         self.stale_after_s: float | None = config.stale_after_s
         self._clock = clock
         self._wall_ms = wall_ms
@@ -181,7 +182,7 @@ class KalshiFeed:
 
     async def run(self, sink: FeedSink) -> None:
         async with httpx.AsyncClient(timeout=15.0) as client:
-            transport = Transport("kalshi", client, self.tap)
+            transport = Transport("kalshi", client, self.tap, self._numbering)
             events = await self._discover(transport)
             session = await self._session(events, sink)
             ws_path = urlsplit(self.config.ws_url).path

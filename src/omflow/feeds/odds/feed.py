@@ -43,7 +43,7 @@ from omflow.feeds.common import (
 )
 from omflow.feeds.odds.parse import DEFAULT_SPORTS, batches_for, parse_odds
 from omflow.feeds.record import Tap, no_tap
-from omflow.feeds.transport import LogOnce, Transport
+from omflow.feeds.transport import LogOnce, Numbering, Transport
 
 log = logging.getLogger("omflow.feed.odds")
 
@@ -151,6 +151,7 @@ class OddsFeed:
         self.config = config
         self.tap = tap
         self.health = FeedHealth()
+        self._numbering = Numbering()
         budget = config.budget
         # Silent for three slow polls in a row: the watchdog restarts it.
         self.stale_after_s: float | None = 3 * max(budget.interval_s, budget.low_interval_s) + 30
@@ -167,7 +168,7 @@ class OddsFeed:
 
     async def run(self, sink: FeedSink) -> None:
         async with httpx.AsyncClient(timeout=20.0) as client:
-            transport = Transport("odds", client, self.tap)
+            transport = Transport("odds", client, self.tap, self._numbering)
             while True:
                 for sport, league_id in self.config.sports:
                     await self._poll(transport, sport, league_id, sink)

@@ -41,7 +41,7 @@ from omflow.feeds.common import (
 from omflow.feeds.polymarket.gamma import DEFAULT_TAGS, PolyGame, PolyMarket, parse_events
 from omflow.feeds.polymarket.session import Output, PolymarketSession, PolyToken
 from omflow.feeds.record import Tap, no_tap
-from omflow.feeds.transport import LogOnce, TappedSocket, Transport
+from omflow.feeds.transport import LogOnce, Numbering, TappedSocket, Transport
 
 log = logging.getLogger("omflow.feed.polymarket")
 
@@ -176,6 +176,7 @@ class PolymarketFeed:
         self.config = config
         self.tap = tap
         self.health = FeedHealth()
+        self._numbering = Numbering()
         self.stale_after_s: float | None = config.stale_after_s
         self._clock = clock
         self._wall_ms = wall_ms
@@ -187,7 +188,7 @@ class PolymarketFeed:
 
     async def run(self, sink: FeedSink) -> None:
         async with httpx.AsyncClient(timeout=15.0) as client:
-            transport = Transport("polymarket", client, self.tap)
+            transport = Transport("polymarket", client, self.tap, self._numbering)
             games = await self._discover(transport)
             session = self._session(games, sink)
             async with transport.websocket(self.config.ws_url) as socket:
