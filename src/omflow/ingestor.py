@@ -7,7 +7,7 @@ so a batch is checked by the same rules whoever sends it, and the per-partner fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from omflow.broker.base import Applied, Broker, Unavailable
@@ -44,6 +44,9 @@ class _CatalogReader:
 
     def contests(self) -> Iterable[Contest]:
         return self._catalog.contests.values()
+
+    def overrides(self) -> Mapping[str, str]:
+        return self._catalog.overrides
 
 
 class Ingestor:

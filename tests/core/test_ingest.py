@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import orjson
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from omflow.core.ingest import IngestError, parse_publish, validate_batch
-from omflow.core.model import MAX_LEVELS, Batch, EntryUpdate, Level
+from omflow.core.model import Batch, EntryUpdate
 
 HASH = "kalshi:ct_1:mk_ml:side_home:var_0:p_kc:tf_full"
 
@@ -60,26 +57,3 @@ def test_validate_batch_agrees_with_parse_publish(
     assert outcome(lambda: validate_batch(batch)) == outcome(
         lambda: parse_publish(partner_id, body_of(batch))
     )
-
-
-def entry(*levels: tuple[float, float]) -> EntryUpdate:
-    return EntryUpdate(HASH, levels[0][0], levels[0][1], tuple(Level(p, a) for p, a in levels))
-
-
-def test_levels_are_checked() -> None:
-    ok = Batch("kalshi", "ct_1", (entry((0.45, 20), (0.5, 10)),))
-    assert validate_batch(ok) is ok
-    cases = {
-        "levels must be ordered best (lowest) price first": entry((0.5, 20), (0.45, 10)),
-        "levels[1].available must be a number > 0": entry((0.45, 20), (0.5, 0)),
-        "levels[1].price must be a number from 0 to 1": entry((0.45, 20), (1.5, 1)),
-        "levels[0] must be the entry's own price and available": EntryUpdate(
-            HASH, 0.4, 20, (Level(0.45, 20),)
-        ),
-        f"at most {MAX_LEVELS} levels": entry(
-            *[(0.01 * (i + 1), 1) for i in range(MAX_LEVELS + 1)]
-        ),
-    }
-    for message, bad in cases.items():
-        with pytest.raises(IngestError, match=re.escape(message)):
-            validate_batch(Batch("kalshi", "ct_1", (bad,)))

@@ -28,6 +28,8 @@ class Catalog:
         self.leagues: dict[str, League] = {}
         self.participants: dict[str, Participant] = {}
         self.contests: dict[str, Contest] = {}
+        #: The catalog file's matching overrides: ``"venue:venue_id"`` -> ``contest_id``.
+        self.overrides: dict[str, str] = {}
 
     def add(
         self,

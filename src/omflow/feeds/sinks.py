@@ -51,14 +51,13 @@ def wall_clock_ms() -> int:
 
 
 class CatalogReader:
-    """A ``CatalogView`` over a ``Catalog`` and the catalog file's overrides."""
+    """A ``CatalogView`` over a ``Catalog`` (its overrides included)."""
 
-    def __init__(self, catalog: Catalog, overrides: Mapping[str, str] | None = None) -> None:
+    def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._overrides = dict(overrides or {})
 
     def overrides(self) -> Mapping[str, str]:
-        return self._overrides
+        return self._catalog.overrides
 
     def leagues(self) -> Iterable[League]:
         return self._catalog.leagues.values()
@@ -106,7 +105,8 @@ class BookSink:
         self.states: dict[str, GameState] = {}
         self.batches: list[Batch] = []
         self.clock_ms = clock_ms
-        self._view = CatalogReader(self.catalog_store, overrides)
+        self.catalog_store.overrides.update(overrides or {})
+        self._view = CatalogReader(self.catalog_store)
 
     @property
     def catalog(self) -> CatalogView:
@@ -139,7 +139,7 @@ class BookSink:
     def positions(self, contest_id: str) -> list[dict[str, Any]]:
         """``data`` of ``GET /flow/v1/contests/{id}/liquidity`` for one contest."""
         contest = self.book.get(contest_id)
-        return positions(contest) if contest is not None else []
+        return positions(contest.entries) if contest is not None else []
 
 
 class HttpSink:
@@ -157,7 +157,8 @@ class HttpSink:
         self._client = client or httpx.AsyncClient(timeout=10.0)
         self._headers = {"x-api-key": api_key, "content-type": "application/json"}
         self.catalog_store = catalog or Catalog()
-        self._view = CatalogReader(self.catalog_store, overrides)
+        self.catalog_store.overrides.update(overrides or {})
+        self._view = CatalogReader(self.catalog_store)
         self.published = 0
         self._said_no_state = False
 
