@@ -134,3 +134,49 @@ def test_a_contest_is_created_only_from_a_venue_that_says_home_and_start_and_kno
 def test_normalised_names_ignore_case_space_and_punctuation(name: str) -> None:
     assert normalise_name(name) == normalise_name(f" {name.upper()}. ")
     assert normalise_name(name).isalnum() or normalise_name(name) == ""
+
+
+ALL_NAMES = [n for p in TEAMS for n in (p.name, p.abbreviation, *p.aliases)]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([p.id for p in TEAMS]),
+            st.sampled_from([p.id for p in TEAMS]),
+            st.integers(min_value=-180, max_value=180),
+        ),
+        max_size=6,
+    ),
+    st.tuples(st.sampled_from(ALL_NAMES), st.sampled_from(ALL_NAMES)),
+    st.integers(min_value=-90, max_value=90),
+)
+def test_a_match_is_always_the_one_contest_that_fits(
+    slate: list[tuple[str, str, int]], teams: tuple[str, str], offset_min: int
+) -> None:
+    """Whatever the slate and names, a match fits every rule and no other contest does."""
+    contests = [
+        Contest(f"ct_{i}", "", START + minutes * 60_000, "scheduled", "lg_nfl", (home, away))
+        for i, (home, away, minutes) in enumerate(slate)
+        if home != away
+    ]
+    m = Matcher.of([NFL], TEAMS, contests, allow_create=False)
+    venue = game(teams, starts_at_ms=START + offset_min * 60_000)
+    result = m.match(venue)
+
+    def fits(contest: Contest) -> bool:
+        if abs(contest.starts_at_ms - (venue.starts_at_ms or 0)) > m.tolerance_ms:
+            return False
+        a, b = (m.candidates("lg_nfl", t) for t in teams)
+        home, away = contest.participants
+        straight, crossed = home in a and away in b, away in a and home in b
+        return straight != crossed and teams[0] != teams[1]
+
+    fitting = [c for c in contests if fits(c)]
+    if isinstance(result, Match):
+        assert fitting == [result.contest]
+        sides = {s.participant_id for s in result.sides.values()}
+        assert sides == set(result.contest.participants)
+        assert {s.side for s in result.sides.values()} == {"home", "away"}
+    else:
+        assert len(fitting) != 1
