@@ -47,6 +47,11 @@ async def test_catalog_load_installs_a_valid_file_and_refuses_a_bad_one(tmp_path
     assert code == 2
     assert err == "omflow: contests[0].participants[1]: unknown participant 'p_nobody'\n"
     assert not (tmp_path / "other" / "catalog.json").exists()
+    code, _, err = await omflow("catalog", "load", tmp_path / "nope.json")
+    assert (code, err) == (
+        2,
+        f"omflow: cannot read {tmp_path / 'nope.json'}: No such file or directory\n",
+    )
 
 
 async def test_replay_prints_the_book_a_sample_builds(tmp_path: Path) -> None:

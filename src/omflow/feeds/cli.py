@@ -9,17 +9,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import sys
-import tempfile
-from importlib import resources
 from pathlib import Path
 
+from omflow import logs
 from omflow.core.catalog import Catalog
-from omflow.core.catalogfile import CatalogFile, CatalogFileError, parse_catalog_file
+from omflow.core.catalogfile import CatalogFile, CatalogFileError
 from omflow.core.timefmt import iso_ms
+from omflow.feeds.catalog import (
+    CATALOG_FILENAME,
+    install_catalog_file,
+    load_catalog_file,
+    sample_catalog_path,
+)
 from omflow.feeds.common import FeedConfigError
+from omflow.feeds.fakevenue import VENUE_LOGGER
 from omflow.feeds.record import Recorder, RecordingError
 from omflow.feeds.registry import default_registry
 from omflow.feeds.replay import REPLAYABLE, replay
@@ -28,31 +35,6 @@ from omflow.feeds.supervisor import Supervisor
 from omflow.settings import Settings, default_data_dir
 
 COMMANDS = frozenset({"catalog", "record", "replay"})
-CATALOG_FILENAME = "catalog.json"
-
-
-def load_catalog_file(path: Path) -> CatalogFile:
-    """Read and check a catalog file; ``CatalogFileError`` names the field (or the file)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise CatalogFileError(f"cannot read {path}: {error.strerror or error}") from None
-    return parse_catalog_file(raw)
-
-
-def install_catalog_file(source: Path, data_dir: Path) -> tuple[Path, CatalogFile]:
-    """Check ``source`` and copy it to ``DATA_DIR/catalog.json`` atomically."""
-    catalog = load_catalog_file(source)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    target = data_dir / CATALOG_FILENAME
-    with tempfile.NamedTemporaryFile("wb", dir=data_dir, delete=False, suffix=".tmp") as tmp:
-        tmp.write(source.read_bytes())
-    Path(tmp.name).replace(target)
-    return target, catalog
-
-
-def sample_catalog_path() -> Path:
-    return Path(str(resources.files("omflow.feeds") / "samples" / CATALOG_FILENAME))
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,6 +96,9 @@ def _catalog_flags(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run a feed command; the exit code."""
+    logs.configure(settings.log_level, access_log=False)
+    # The replay venue's own chatter (each request it answers) is not the operator's concern.
+    logging.getLogger(VENUE_LOGGER).setLevel(logging.WARNING)
     try:
         if args.command == "catalog":
             return _catalog_load(args, settings)
