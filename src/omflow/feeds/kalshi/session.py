@@ -81,6 +81,7 @@ class KalshiSession:
         self._sid_markets: dict[int, tuple[str, ...]] = {}
         self._results: dict[str, str] = {}
         self._settled: set[str] = set()
+        self._entries: dict[str, tuple[EntryUpdate, ...]] = {}
 
     def start(self, now_ms: int) -> Output:
         """The opening commands, and the states of contests REST already shows settled."""
@@ -121,7 +122,10 @@ class KalshiSession:
                 out.unknown.append(event.type)
             elif isinstance(event, Malformed):
                 out.malformed.append(event.reason)
-        contests = {self.markets[t].contest_id for t in tickers(events) if t in self.markets}
+        changed = tickers(events)
+        for ticker in changed:
+            self._entries.pop(ticker, None)
+        contests = {self.markets[t].contest_id for t in changed if t in self.markets}
         out.batches.extend(self.book(contest_id) for contest_id in sorted(contests))
         return out
 
@@ -129,14 +133,24 @@ class KalshiSession:
         """This partner's whole book for ``contest_id`` as the venue's books now imply it."""
         entries: list[EntryUpdate] = []
         for market in self._by_contest.get(contest_id, ()):
-            book = self.parser.books.get(market.ticker)
-            if book is None:
-                continue
-            for side, ladder in ((market.yes, book.yes_asks()), (market.no, book.no_asks())):
-                if side is None or not ladder:
-                    continue
-                entries.append(entry_of(self._hash(contest_id, side), ladder))
+            entries.extend(self._market_entries(market))
         return Batch(self.partner_id, contest_id, tuple(entries), full_book=True)
+
+    def _market_entries(self, market: KalshiMarket) -> tuple[EntryUpdate, ...]:
+        """One market's entries, rebuilt only after its book changed (a contest's other
+        markets are republished as they were)."""
+        cached = self._entries.get(market.ticker)
+        if cached is not None:
+            return cached
+        book = self.parser.books.get(market.ticker)
+        if book is None:
+            return ()
+        made: list[EntryUpdate] = []
+        for side, ladder in ((market.yes, book.yes_asks()), (market.no, book.no_asks())):
+            if side is not None and ladder:
+                made.append(entry_of(self._hash(market.contest_id, side), ladder))
+        self._entries[market.ticker] = entries = tuple(made)
+        return entries
 
     def _hash(self, contest_id: str, side: Side) -> str:
         return liquidity_hash(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import orjson
 
@@ -25,6 +24,8 @@ from omflow.feeds.polymarket.parser import (
     Resolved,
     Unknown,
 )
+
+_STALE = EntryUpdate("", 0.0, 0)  # marks an entry to rebuild (None means "no entry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,11 @@ class PolymarketSession:
         self._by_contest: dict[str, list[PolyToken]] = {}
         for token in self.tokens.values():
             self._by_contest.setdefault(token.contest_id, []).append(token)
-        self._published: dict[str, list[tuple[Decimal, Decimal]]] = {}
+        #: Each token's current entry (None: nothing offered); a token whose book changed
+        #: is rebuilt, the contest's others are republished as they were.
+        self._entries: dict[str, EntryUpdate | None] = {}
+        #: Each token's last uncrossed entry: what a crossed book holds on to.
+        self._published: dict[str, EntryUpdate | None] = {}
         self._settled: set[str] = set()
 
     def start(self) -> str:
@@ -72,6 +77,7 @@ class PolymarketSession:
             if isinstance(event, BookChanged):
                 token = self.tokens.get(event.asset_id)
                 if token is not None:
+                    self._entries.pop(token.asset_id, None)
                     contests.add(token.contest_id)
             elif isinstance(event, Resolved):
                 self._resolve(event, now_ms, out)
@@ -88,22 +94,30 @@ class PolymarketSession:
         """The contest's whole book as the venue's books now imply it.
 
         A token with no ``book`` yet is left out (the venue sends every subscribed token's
-        book in one frame right after the subscribe).
+        book in one frame right after the subscribe); a crossed token keeps the entry it
+        last published, and is listed in ``held``.
         """
         entries: list[EntryUpdate] = []
         for token in self._by_contest.get(contest_id, ()):
-            book = self.parser.books.get(token.asset_id)
-            if book is None:
-                continue
-            if book.crossed():
-                ladder = self._published.get(token.asset_id, [])
-                if held is not None:
-                    held.append(token.asset_id)
-            else:
-                ladder = self._published[token.asset_id] = book.ladder()
-            if ladder:
-                entries.append(entry_of(token.liquidity_hash, ladder))
+            entry = self._entries.get(token.asset_id, _STALE)
+            if entry is _STALE:
+                entry = self._rebuild(token, held)
+            if entry is not None:
+                entries.append(entry)
         return Batch(self.partner_id, contest_id, tuple(entries), full_book=True)
+
+    def _rebuild(self, token: PolyToken, held: list[str] | None) -> EntryUpdate | None:
+        book = self.parser.books.get(token.asset_id)
+        if book is None:
+            return None
+        if book.crossed():
+            if held is not None:
+                held.append(token.asset_id)
+            return self._published.get(token.asset_id)  # the last uncrossed entry, if any
+        ladder = book.ladder()
+        entry = entry_of(token.liquidity_hash, ladder) if ladder else None
+        self._entries[token.asset_id] = self._published[token.asset_id] = entry
+        return entry
 
     def _resolve(self, event: Resolved, now_ms: int, out: Output) -> None:
         token = self.tokens.get(event.winning_asset_id)
