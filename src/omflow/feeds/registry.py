@@ -23,6 +23,8 @@ from omflow.settings import Settings
 
 #: Every name ``--feed`` accepts, besides ``none``.
 FEED_NAMES = ("demo", "kalshi", "polymarket", "odds")
+#: The feeds of real venues: what ``omflow record`` and ``omflow replay`` take.
+VENUE_FEEDS = ("kalshi", "polymarket", "odds")
 
 FeedFactory = Callable[[Settings, Mapping[str, str], Tap], Feed]
 

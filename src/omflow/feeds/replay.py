@@ -21,9 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from omflow.core.model import Batch, Contest, League, Participant, StateUpdate
 from omflow.feeds.base import CatalogView, Feed, FeedSink
 from omflow.feeds.common import FeedConfigError
@@ -32,13 +29,13 @@ from omflow.feeds.kalshi.discovery import DEFAULT_SERIES
 from omflow.feeds.odds.parse import DEFAULT_SPORTS
 from omflow.feeds.polymarket.gamma import DEFAULT_TAGS
 from omflow.feeds.record import Frame, read_recording
-from omflow.feeds.registry import FeedRegistry, default_registry
+from omflow.feeds.registry import VENUE_FEEDS, FeedRegistry, default_registry
 from omflow.feeds.supervisor import Backoff, Supervisor
 from omflow.settings import Settings
 
 #: The sink must stay quiet this long after the venue played everything for a replay to end.
 QUIET_S = 0.2
-REPLAYABLE = ("kalshi", "polymarket", "odds")
+REPLAYABLE = VENUE_FEEDS
 
 
 @dataclass(slots=True)
@@ -212,6 +209,9 @@ def _with_league(name: str, known: Mapping[str, str]) -> str:
 
 
 def _throwaway_key() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
