@@ -299,6 +299,7 @@ async def test_liquidity_groups_partners_into_positions(server: Server) -> None:
         "market_key": "moneyline",
         "side_key": "home",
         "variant_key": "0",
+        "line": None,
         "timeframe_key": "full",
         "participant_id": "p_kc",
         "best_price": 0.47,
@@ -328,12 +329,14 @@ async def test_liquidity_groups_partners_into_positions(server: Server) -> None:
         "-3.5",
     )
     assert spread["best_price"] == 0.52
+    assert spread["line"] == 3.5  # the variant is home's line: away gets its negation
     total = by_hash["ct_1:mk_tot:side_over:var_47.5:p_kc:tf_full"]
     assert (total["market_key"], total["side_key"], total["variant_key"]) == (
         "total",
         "over",
         "47.5",
     )
+    assert total["line"] == 47.5
     other = by_hash["ct_1:mk_h1ml:side_home:var_0:p_sf:tf_h1"]
     assert other["market_key"] == "h1ml"
     assert other["timeframe_key"] == "h1"

@@ -6,6 +6,12 @@ Body of ``POST /flow/v1/partners/{partner_id}/liquidity``::
      "entries": [{"liquidity_hash": "kalshi:ct_abc123:mk_ml:side_home:var_0:p_kc:tf_full",
                   "price": 0.49, "available": 5400}]}
 
+An entry may carry its depth: ``"levels": [{"price": 0.49, "available": 5400},
+{"price": 0.50, "available": 9000}]``, the prices a taker can pay, best (lowest) first and
+strictly ascending, each with ``available > 0``; the first level is the entry's own ``price``
+and ``available``; at most ``MAX_LEVELS``. Without ``levels`` (or with ``[]``) the entry's
+ladder is its single top-of-book level.
+
 Every problem raises ``IngestError`` with a message naming the field at fault.
 """
 
@@ -17,7 +23,7 @@ from typing import Any
 import orjson
 
 from omflow.core.hashes import is_valid_id, parse_liquidity_hash
-from omflow.core.model import Batch, EntryUpdate
+from omflow.core.model import MAX_LEVELS, Batch, EntryUpdate, Level
 
 MAX_ENTRIES_PER_PUBLISH = 50_000
 
@@ -97,7 +103,51 @@ def _entry(partner_id: str, contest_id: str, i: int, raw: Any) -> EntryUpdate:
     available = _number(raw.get("available"))
     if available is None or available < 0:
         raise IngestError(f"{where}.available must be a number >= 0")
-    return EntryUpdate(raw["liquidity_hash"], float(price), available)
+    raw_levels = raw.get("levels")
+    if raw_levels is None:
+        return EntryUpdate(raw["liquidity_hash"], float(price), available)
+    levels = _levels(where, raw_levels, float(price), available)
+    return EntryUpdate(raw["liquidity_hash"], float(price), available, levels)
+
+
+def _levels(where: str, raw: Any, price: float, available: int | float) -> tuple[Level, ...]:
+    """An entry's ``levels``: ``[{"price": 0.49, "available": 5400}, ...]``, best first."""
+    if not isinstance(raw, list):
+        raise IngestError(
+            f'{where}.levels must be a list of {{"price", "available"}} objects, best first'
+        )
+    if len(raw) > MAX_LEVELS:
+        raise IngestError(
+            f"{where}.levels has {len(raw)} levels; at most {MAX_LEVELS} are accepted "
+            f"(send the best {MAX_LEVELS})"
+        )
+    if not raw:
+        return ()
+    if available == 0:
+        raise IngestError(f"{where}.levels must be empty when available is 0 (the entry leaves)")
+    levels: list[Level] = []
+    for j, level in enumerate(raw):
+        at = f"{where}.levels[{j}]"
+        if not isinstance(level, dict):
+            raise IngestError(f"{at} must be an object with price and available")
+        level_price = _number(level.get("price"))
+        if level_price is None or not 0 <= level_price <= 1:
+            raise IngestError(f"{at}.price must be a number from 0 to 1 (a probability)")
+        level_available = _number(level.get("available"))
+        if level_available is None or level_available <= 0:
+            raise IngestError(f"{at}.available must be a number > 0")
+        if levels and level_price <= levels[-1].price:
+            raise IngestError(
+                f"{at}.price must be above {where}.levels[{j - 1}].price: "
+                "levels go best (lowest) price first, one level per price"
+            )
+        levels.append(Level(float(level_price), level_available))
+    if levels[0].price != price or levels[0].available != available:
+        raise IngestError(
+            f"{where}.levels[0] must be the entry's own price and available "
+            f"({price}, {available}): the top of the ladder is the entry"
+        )
+    return tuple(levels)
 
 
 def _number(value: Any) -> int | float | None:
