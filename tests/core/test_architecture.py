@@ -107,6 +107,11 @@ def test_every_core_module_is_checked() -> None:
         "catalog",
         "matching",
         "catalogfile",
+        "history",
+        "depth",
+        "gamestate",
+        "opportunities",
+        "contest",
     }
     assert {f"omflow.core.{name}" for name in expected} <= names
 
