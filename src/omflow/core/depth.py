@@ -23,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from omflow.core.hashes import position_hash_of
 from omflow.core.history import History
 from omflow.core.model import MAX_LEVELS, Batch, Change, DepthEvent, Level, LevelChange
 
@@ -107,12 +106,14 @@ class ContestDepth:
         # position_hash -> partner_id -> new ladder, or None when it leaves
         touched: dict[str, dict[str, Ladder | None]] = {}
         for update in batch.entries:  # a later duplicate of a hash overwrites, as in the book
-            ladder = (
-                ladder_of(update.price, update.available, update.levels)
-                if update.available > 0
-                else None
-            )
-            position_hash = position_hash_of(update.liquidity_hash)
+            ladder: Ladder | None = None
+            if update.available > 0:
+                levels = update.levels
+                if not levels:
+                    ladder = (Level(update.price, update.available),)
+                else:
+                    ladder = levels if len(levels) <= MAX_LEVELS else levels[:MAX_LEVELS]
+            position_hash = update.liquidity_hash.partition(":")[2]
             partners = touched.get(position_hash)
             if partners is None:
                 touched[position_hash] = {partner_id: ladder}
@@ -120,13 +121,17 @@ class ContestDepth:
                 partners[partner_id] = ladder
         for change in changed:
             if change.available == 0:
-                position_hash = position_hash_of(change.liquidity_hash)
-                touched.setdefault(position_hash, {})[change.partner_id] = None
+                position_hash = change.liquidity_hash.partition(":")[2]
+                partners = touched.get(position_hash)
+                if partners is None:
+                    touched[position_hash] = {change.partner_id: None}
+                else:
+                    partners[change.partner_id] = None
 
         events: list[DepthEvent] = []
         # Positions in hash order, not the batch's: the same change makes the same events in
         # any process, whatever order the book listed what a full book removed.
-        for position_hash in sorted(touched):
+        for position_hash in sorted(touched) if len(touched) > 1 else touched:
             event = self._change(position_hash, touched[position_hash], now_ms)
             if event is not None:
                 events.append(event)
@@ -232,14 +237,31 @@ class ContestDepth:
 
 
 def _diff(partner_id: str, old: Ladder | None, new: Ladder | None) -> list[LevelChange]:
-    """The level changes that turn ladder ``old`` into ``new``, by ascending price."""
-    before = {level.price: level.available for level in old} if old else {}
-    after = {level.price: level.available for level in new} if new else {}
+    """The level changes that turn ladder ``old`` into ``new``, by ascending price.
+
+    One merge of the two ladders, both best (lowest) price first as ingest checks.
+    """
+    if not old:
+        return [LevelChange(partner_id, level.price, level.available) for level in new or ()]
+    if not new:
+        return [LevelChange(partner_id, level.price, 0) for level in old]
     changes: list[LevelChange] = []
-    for price in sorted(before.keys() | after.keys()):
-        available = after.get(price, 0)
-        if before.get(price) != available:
-            changes.append(LevelChange(partner_id, price, available))
+    i = j = 0
+    while i < len(old) and j < len(new):
+        was, now = old[i], new[j]
+        if was.price == now.price:
+            if was.available != now.available:
+                changes.append(LevelChange(partner_id, now.price, now.available))
+            i += 1
+            j += 1
+        elif was.price < now.price:
+            changes.append(LevelChange(partner_id, was.price, 0))
+            i += 1
+        else:
+            changes.append(LevelChange(partner_id, now.price, now.available))
+            j += 1
+    changes.extend(LevelChange(partner_id, level.price, 0) for level in old[i:])
+    changes.extend(LevelChange(partner_id, level.price, level.available) for level in new[j:])
     return changes
 
 

@@ -249,8 +249,10 @@ class ContestOpportunities:
         if current is not None:
             hashes = tuple(leg.liquidity_hash for leg in current.legs)
             if best is not None and tuple(h for h, _ in best) == hashes:
-                legs = tuple(Leg(h, q.partner_id, q.price, q.available) for h, q in best)
-                if legs != current.legs:
+                if any(
+                    (quote.price, quote.available) != (leg.price, leg.available)
+                    for (_, quote), leg in zip(best, current.legs, strict=True)
+                ):
                     updated = _opportunity(current.opportunity_id, self.contest_id, best)
                     market.open = updated
                     market.open_book_seq = book_seq
@@ -360,6 +362,74 @@ _Candidate = tuple[str, _Quote]  # (liquidity_hash, quote)
 
 def _best(market: _Market, outcomes: tuple[str, ...]) -> tuple[_Candidate, ...] | None:
     """The best assignment of distinct partners to ``outcomes`` with cost < 1, or ``None``."""
+    if len(outcomes) == 2:
+        return _best_of_two(market, outcomes[0], outcomes[1])
+    return _best_of_any(market, outcomes)
+
+
+_Ranked = tuple[float, str, _Quote]  # (fee-adjusted price, liquidity_hash, quote)
+
+
+def _best_of_two(market: _Market, first: str, second: str) -> tuple[_Candidate, ...] | None:
+    """``_best`` for a two-way market, the common case, in one pass over each side.
+
+    Only each side's cheapest quote and its cheapest at another partner can be in the best
+    pair: if the two cheapest are at different partners they are it, else one of them goes
+    with the other side's runner-up.
+    """
+    a, a2 = _two_cheapest(market.quotes.get(first))
+    if a is None:
+        return None
+    b, b2 = _two_cheapest(market.quotes.get(second))
+    if b is None or a[0] + b[0] >= 1:
+        return None  # even the cheapest of each side, partners aside, costs 1 or more
+    pair = (a, b)
+    if a[2].partner_id == b[2].partner_id:
+        pairs: list[tuple[_Ranked, _Ranked]] = []
+        if b2 is not None:
+            pairs.append((a, b2))
+        if a2 is not None:
+            pairs.append((a2, b))
+        if not pairs:
+            return None
+        pair = min(pairs, key=_pair_key)
+        if pair[0][0] + pair[1][0] >= 1:
+            return None
+    return ((pair[0][1], pair[0][2]), (pair[1][1], pair[1][2]))
+
+
+def _pair_key(pair: tuple[_Ranked, _Ranked]) -> tuple[float, float, float, str, str]:
+    x, y = pair
+    return (x[0] + y[0], x[0], y[0], x[1], y[1])
+
+
+def _two_cheapest(quotes: dict[str, _Quote] | None) -> tuple[_Ranked | None, _Ranked | None]:
+    """A side's cheapest quote and the cheapest at any other partner, by (price, hash)."""
+    best: _Ranked | None = None
+    runner_up: _Ranked | None = None
+    if not quotes:
+        return None, None
+    for liquidity_hash, quote in quotes.items():
+        if quote.price <= 0:
+            continue  # no offer: see the module docstring
+        adjusted = quote.adjusted
+        if best is None:
+            best = (adjusted, liquidity_hash, quote)
+        elif adjusted < best[0] or (adjusted == best[0] and liquidity_hash < best[1]):
+            if quote.partner_id != best[2].partner_id:
+                runner_up = best
+            best = (adjusted, liquidity_hash, quote)
+        elif quote.partner_id != best[2].partner_id and (
+            runner_up is None
+            or adjusted < runner_up[0]
+            or (adjusted == runner_up[0] and liquidity_hash < runner_up[1])
+        ):
+            runner_up = (adjusted, liquidity_hash, quote)
+    return best, runner_up
+
+
+def _best_of_any(market: _Market, outcomes: tuple[str, ...]) -> tuple[_Candidate, ...] | None:
+    """``_best`` for any number of outcomes: every combination of each one's ``k`` cheapest."""
     k = len(outcomes)
     ranked: list[list[tuple[float, str, _Quote]]] = []
     floor = 0.0
