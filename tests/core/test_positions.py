@@ -66,7 +66,7 @@ def test_positions_carry_their_line() -> None:
         "kalshi:ct_1:mk_ml:side_home:var_0:p_kc:tf_full",
     )
     book.apply(Batch("kalshi", "ct_1", tuple(EntryUpdate(h, 0.5, 10) for h in hashes)), NOW_MS)
-    lines = {p["position_hash"]: p["line"] for p in positions(book)}
+    lines = {p["position_hash"]: p["line"] for p in positions(book.entries)}
     assert lines == {
         "ct_1:mk_sp:side_home:var_-7.5:p_kc:tf_full": -7.5,
         "ct_1:mk_sp:side_away:var_-7.5:p_sf:tf_full": 7.5,
