@@ -19,14 +19,15 @@ price; the fee shows in ``cost``.
 **An opportunity** is one leg per outcome, each at a different partner, with something
 available, whose fee-adjusted prices, summed in outcome order, make ``cost`` < 1. ``edge`` is
 ``(1 - cost) / cost``, the return on the stake; ``max_stake`` the smallest ``available``.
-A quote at price 0 is not an offer: it is never a leg (but it still is a quote that is there).
+A quote at price 0 offers nothing and is never a leg.
 
 **One per market.** A market has at most one open opportunity: the best assignment of
 partners to its outcomes — lowest ``cost``, then lowest fee-adjusted prices in outcome order,
 then lowest liquidity hashes in outcome order, so every process picks the same. It is exact:
 with ``k`` outcomes the best uses one of each outcome's ``k`` cheapest partners (any other
 could be swapped for one of those that the other legs leave free, for less), so trying those
-``k**k`` combinations is the whole search.
+``k**k`` combinations is the whole search; a two-way market (nearly every one) needs only each
+side's cheapest quote and its cheapest at another partner, found in one pass.
 
 **Events.** While the same legs stay best and cost < 1, a change to a leg's price or size is
 an ``update`` (same ``opportunity_id``, the full opportunity). When they stop being it, a
@@ -188,8 +189,11 @@ class ContestOpportunities:
         return events
 
     def set_closed(self, closed: bool, book_seq: int, now_ms: int) -> list[OpportunityEvent]:
-        """Follow the contest's status: closing closes every opportunity (``contest_closed``)
-        and opens none until reopened; reopening looks at every market again."""
+        """Follow the contest's status (closed: ``final``, ``postponed``, ``cancelled``).
+
+        Closing closes every open opportunity (``contest_closed``) and opens none until the
+        contest reopens; reopening looks at every market again, at ``book_seq``.
+        """
         if closed == self.closed:
             return []
         self.closed = closed
