@@ -144,9 +144,9 @@ class ContestDepth:
         ladders = position.ladders if position is not None else {}
         changes: list[LevelChange] = []
         for partner_id, new in partners.items():
-            old = ladders.get(partner_id)
-            if old != new:
-                changes.extend(_diff(partner_id, old, new))
+            # The diff is what tells an unchanged ladder: comparing the tuples first would
+            # compare every level twice.
+            changes.extend(_diff(partner_id, ladders.get(partner_id), new))
         if not changes:
             return None
         if position is None:
