@@ -106,13 +106,11 @@ class ContestDepth:
         # position_hash -> partner_id -> new ladder, or None when it leaves
         touched: dict[str, dict[str, Ladder | None]] = {}
         for update in batch.entries:  # a later duplicate of a hash overwrites, as in the book
-            ladder: Ladder | None = None
-            if update.available > 0:
-                levels = update.levels
-                if not levels:
-                    ladder = (Level(update.price, update.available),)
-                else:
-                    ladder = levels if len(levels) <= MAX_LEVELS else levels[:MAX_LEVELS]
+            ladder = (
+                ladder_of(update.price, update.available, update.levels)
+                if update.available > 0
+                else None
+            )
             position_hash = update.liquidity_hash.partition(":")[2]
             partners = touched.get(position_hash)
             if partners is None:
