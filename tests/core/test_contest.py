@@ -143,6 +143,28 @@ def test_since_and_seq_for_every_channel() -> None:
         contest.since("liquidity", "ct_other", 0)
 
 
+def test_snapshot_readers_for_every_channel() -> None:
+    contest = with_arbitrage()
+    contest.apply_state(state(status="live"), NOW_MS)
+    liquidity = contest.liquidity_snapshot()
+    assert (liquidity.contest_id, liquidity.seq, sorted(liquidity.entries)) == (
+        CONTEST,
+        2,
+        [f"draftkings:{AWAY}", f"kalshi:{HOME}"],
+    )
+    depth = contest.depth_snapshot(HOME)
+    assert depth is not None
+    assert depth["partners"] == [
+        {"partner_id": "kalshi", "levels": [{"price": 0.47, "available": 5400}]}
+    ]
+    assert contest.depth_snapshot(f"{CONTEST}:mk_ml:side_draw:var_0:p_x:tf_full") is None
+    current = contest.state_snapshot()
+    assert current is not None
+    assert (current.seq, current.state.status) == (1, "live")
+    [opened] = contest.opportunities_snapshot(NOW_MS + 1)
+    assert (opened.kind, opened.seq, opened.book_seq) == ("open", 1, 2)
+
+
 def test_a_batch_for_another_contest_is_refused() -> None:
     contest = LiveContest(CONTEST)
     with pytest.raises(ValueError, match="applied to"):

@@ -8,6 +8,7 @@ publish to all of them, in this order::
     events = contest.apply_batch(batch, now_ms)    # liquidity, then depth, then opportunities
     events = contest.apply_state(update, now_ms)   # contest_state, then contest_closed closes
     contest.since("orderbook", position_hash, 12)  # resume, any channel
+    contest.depth_snapshot(position_hash)          # and a snapshot reader per channel
     data = contest.export()                        # plain data; LiveContest.restore(data, config)
 
 Every event has ``CHANNEL`` and ``topic`` (the contest id, or the position hash for
@@ -33,6 +34,7 @@ from omflow.core.model import (
     DepthEvent,
     EntryUpdate,
     LiquidityEvent,
+    LiquiditySnapshot,
     OpportunityEvent,
     StateEvent,
     StateUpdate,
@@ -141,6 +143,25 @@ class LiveContest:
         if channel == StateEvent.CHANNEL:
             return self.state.since(seq)
         return self.opportunities.since(seq)
+
+    def liquidity_snapshot(self) -> LiquiditySnapshot:
+        """The whole book at its ``seq``: ``liquidity.snapshot`` and ``GET .../liquidity``."""
+        return LiquiditySnapshot(self.contest_id, self.book.seq, self.book.entries)
+
+    def depth_snapshot(self, position_hash: str) -> dict[str, Any] | None:
+        """``{position_hash, contest_id, seq, partners}``: ``orderbook.snapshot``, ``GET /depth``.
+
+        ``None`` for a position never quoted.
+        """
+        return self.depth.snapshot(position_hash)
+
+    def state_snapshot(self) -> StateEvent | None:
+        """The state a new ``contest_state`` subscriber gets first, at its current seq."""
+        return self.state.current()
+
+    def opportunities_snapshot(self, now_ms: int) -> list[OpportunityEvent]:
+        """Every open opportunity as the ``opportunity.open`` a new subscriber gets first."""
+        return self.opportunities.current(now_ms)
 
     def _check_topic(self, channel: str, topic: str) -> None:
         if channel not in CHANNELS:
