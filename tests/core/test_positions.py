@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 from omflow.core.book import ContestBook
 from omflow.core.hashes import parse_liquidity_hash
 from omflow.core.model import Batch, EntryUpdate
-from omflow.core.positions import line_of, positions
+from omflow.core.positions import positions
 
 NOW_MS = 1_776_463_200_000
 
 
 def line(market: str, side: str, variant: str) -> float | None:
-    return line_of(parse_liquidity_hash(f"kalshi:ct_1:{market}:{side}:{variant}:p_kc:tf_full"))
+    return parse_liquidity_hash(f"kalshi:ct_1:{market}:{side}:{variant}:p_kc:tf_full").line
 
 
 @pytest.mark.parametrize(

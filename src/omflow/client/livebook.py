@@ -325,6 +325,7 @@ def positions_of(entries: Iterable[Entry]) -> list[Position]:
                     )
                     for e in members
                 ),
+                parsed.line,
             )
         )
     return result

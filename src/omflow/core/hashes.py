@@ -15,6 +15,8 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SEGMENT = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 _PREFIXES = ("mk_", "side_", "var_", "p_", "tf_")
 _MARKETS = {"ml": "moneyline", "sp": "spread", "tot": "total"}
+#: A line as venues write it in a variant: an optional sign, digits, an optional decimal part.
+_LINE = re.compile(r"[+-]?[0-9]{1,6}(\.[0-9]{1,4})?")
 
 
 def is_valid_id(value: object) -> bool:
@@ -63,6 +65,28 @@ class LiquidityHash:
     @property
     def timeframe_key(self) -> str:
         return self.timeframe.removeprefix("tf_")
+
+    @property
+    def line(self) -> float | None:
+        """The line the bet is on, read from the variant as feed adapters write it.
+
+        A spread's variant is the home side's line (``mk_sp``, ``var_-3.5``): ``side_home``
+        is on -3.5 and ``side_away`` on +3.5. A total's is the total (``mk_tot``,
+        ``var_47.5``): 47.5 for over and under. Anything else (moneylines, other markets,
+        variants that are not a number) has none.
+        """
+        variant = self.variant_key
+        if _LINE.fullmatch(variant) is None:
+            return None
+        if self.market == "mk_sp":
+            if self.side == "side_home":
+                return float(variant) + 0.0  # + 0.0 turns -0.0 into 0.0
+            if self.side == "side_away":
+                return -float(variant) + 0.0
+            return None
+        if self.market == "mk_tot" and self.side in ("side_over", "side_under"):
+            return float(variant)
+        return None
 
 
 def parse_liquidity_hash(value: object) -> LiquidityHash:

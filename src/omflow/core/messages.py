@@ -348,6 +348,9 @@ class Position(msgspec.Struct, frozen=True):
     participant_id: str
     best_price: float | None
     partner_liquidities: tuple[PartnerLiquidity, ...]
+    #: The line the bet is on (a spread's for its side, a total's), ``None`` for the rest;
+    #: last and optional so that a client also reads a server that does not send it.
+    line: float | None = None
 
 
 class LiquidityMeta(msgspec.Struct, frozen=True):

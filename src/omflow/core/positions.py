@@ -3,20 +3,17 @@
 A position is the same bet at every partner; its ``best_price`` is the lowest price among
 partners with something available (the book holds only entries with ``available > 0``).
 
-Its ``line`` is the number the bet is on, read from the variant as feed adapters write it:
-a spread's variant is the home side's line (``mk_sp`` with ``var_-3.5``: home -3.5, so
-``side_home`` has line -3.5 and ``side_away`` +3.5), a total's the total (``mk_tot`` with
-``var_47.5``: 47.5 for over and under). Moneylines, other markets and variants that are not a
-number have ``null``.
+Its ``line`` is the number the bet is on (``LiquidityHash.line``): -3.5 for home on a spread
+whose variant is ``var_-3.5`` and +3.5 for away, 47.5 for both sides of a total at
+``var_47.5``, ``null`` for moneylines and anything else.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from omflow.core.hashes import LiquidityHash, parse_liquidity_hash
+from omflow.core.hashes import parse_liquidity_hash
 from omflow.core.model import Entry
 from omflow.core.timefmt import iso_ms
 
@@ -36,7 +33,7 @@ def positions(entries: Mapping[str, Entry]) -> list[dict[str, Any]]:
                 "market_key": parsed.market_key,
                 "side_key": parsed.side_key,
                 "variant_key": parsed.variant_key,
-                "line": line_of(parsed),
+                "line": parsed.line,
                 "timeframe_key": parsed.timeframe_key,
                 "participant_id": parsed.participant,
                 "best_price": None,
@@ -56,23 +53,3 @@ def positions(entries: Mapping[str, Entry]) -> list[dict[str, Any]]:
         ):
             position["best_price"] = entry.price
     return [grouped[key] for key in sorted(grouped)]
-
-
-#: A line as venues write it: an optional sign, digits, an optional decimal part.
-_LINE = re.compile(r"[+-]?[0-9]{1,6}(\.[0-9]{1,4})?")
-
-
-def line_of(parsed: LiquidityHash) -> float | None:
-    """The line a position is on: a spread's for its side, a total's; ``None`` otherwise."""
-    variant = parsed.variant_key
-    if _LINE.fullmatch(variant) is None:
-        return None
-    if parsed.market == "mk_sp":
-        if parsed.side == "side_home":
-            return float(variant) + 0.0  # + 0.0 turns -0.0 into 0.0
-        if parsed.side == "side_away":
-            return -float(variant) + 0.0
-        return None
-    if parsed.market == "mk_tot" and parsed.side in ("side_over", "side_under"):
-        return float(variant)
-    return None
