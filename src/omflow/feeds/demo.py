@@ -40,6 +40,7 @@ from omflow.core.model import (
     StateUpdate,
     Winner,
 )
+from omflow.feeds.common import line_variant
 
 PARTNERS: tuple[str, ...] = ("kalshi", "polymarket", "draftkings", "fanduel")
 #: The partner id the games' state updates are published under.
@@ -364,7 +365,7 @@ class _Line:
 
     @property
     def variant(self) -> str:
-        return "var_0" if self.kind in ("ml", "h1") else f"var_{self.line:g}"
+        return line_variant(self.line)  # spelled as every feed spells it; var_0 for moneylines
 
     def fair(self, now_ms: int) -> float:
         """The first side's chance: home wins (or covers), or the game goes over."""
