@@ -8,13 +8,14 @@ so a batch is checked by the same rules whoever sends it, and the per-partner fi
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from omflow.broker.base import Applied, Broker, Unavailable
 from omflow.clock import Clock
 from omflow.core.catalog import Catalog
+from omflow.core.gamestate import validate_state
 from omflow.core.ingest import validate_batch
-from omflow.core.model import Batch, Contest, League, Participant, StateUpdate
+from omflow.core.model import Batch, Contest, League, Participant, StateEvent, StateUpdate
 
 __all__ = ["Ingestor", "PartnerStats", "Unavailable"]
 
@@ -77,8 +78,28 @@ class Ingestor:
         """``FeedSink.publish``: validate like the ingest endpoint, then apply."""
         await self.apply(validate_batch(batch))
 
+    async def apply_state(self, update: StateUpdate) -> Applied:
+        """Apply a contest-state update that was already validated; the catalog's status of
+        the contest follows it."""
+        partner = self.partners.get(update.partner_id)
+        if partner is None:
+            partner = self.partners[update.partner_id] = PartnerStats()
+        applied = await self.broker.apply_state(update, self.clock.ms())
+        partner.publishes += 1
+        partner.last_publish = self.clock.monotonic()
+        for event in applied.events:
+            if isinstance(event, StateEvent):
+                await self._follow_status(event.contest_id, event.state.status)
+        return applied
+
     async def publish_state(self, update: StateUpdate) -> None:
-        """``FeedSink.publish_state``: contest state is not served yet; nothing to apply."""
+        """``FeedSink.publish_state``: validate like the state endpoint, then apply."""
+        await self.apply_state(validate_state(update))
+
+    async def _follow_status(self, contest_id: str, status: str) -> None:
+        contest = self.broker.catalog.contests.get(contest_id)
+        if contest is not None and contest.status != status:
+            await self.broker.add_catalog(contests=[replace(contest, status=status)])
 
     async def add_catalog(
         self,

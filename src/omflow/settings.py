@@ -39,6 +39,7 @@ class Settings:
     keys: str = "sqlite"  # sqlite (keys.sqlite3 in data_dir) | postgresql://USER@HOST:PORT/DB
     key_refresh: float = 30.0  # seconds between full key reloads besides the store's notices
     feed_interval: float = 0.25  # seconds between demo feed steps
+    fees: str = ""  # per-partner fees for opportunities: "kalshi=0.01,polymarket=0.02"
     access_log: bool = True
     log_level: str = "info"
     demo_key: bool = False  # mint a fresh demo key at start-up and print it

@@ -18,6 +18,8 @@ from omflow.core.protocol import encode_event
 
 NOW_MS = 1_776_463_201_234
 NOW_ISO = "2026-04-17T22:00:01.234Z"
+#: When the test events happened: a merged update carries its newest event's time.
+EVENT_ISO = "2026-04-17T22:00:01.134Z"
 
 
 def Outbox(
@@ -81,7 +83,7 @@ def update(contest_id: str, seq: int, entries: list[Any]) -> Any:
         "contest_id": contest_id,
         "changed_entries": entries,
         "refresh_required": False,
-        "timestamp": NOW_ISO,
+        "timestamp": EVENT_ISO,
         "seq": seq,
     }
 

@@ -57,7 +57,7 @@ async def test_metrics_count_the_path_and_time_it(server: Server) -> None:
         if line and not line.startswith("#")
     }
     assert values["omflow_connections"] == 1
-    assert values["omflow_events_total"] == 2
+    assert values['omflow_events_total{channel="liquidity"}'] == 2
     assert values["omflow_deliveries_total"] == 2
     assert values["omflow_publish_to_send_seconds_count"] == 2
     assert values['omflow_publish_to_send_seconds_bucket{le="+Inf"}'] == 2

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from omflow.core.catalog import Catalog
 from omflow.core.model import (
@@ -31,9 +31,12 @@ from omflow.core.model import (
     League,
     LiquidityEvent,
     LiquiditySnapshot,
+    Opportunity,
     OpportunityEvent,
     Participant,
+    Snapshot,
     StateEvent,
+    StateUpdate,
 )
 
 Event = LiquidityEvent | StateEvent | DepthEvent | OpportunityEvent
@@ -51,7 +54,7 @@ class Applied:
     """What applying one operation did: its events, in order, and the contest's book seq."""
 
     events: list[Event] = field(default_factory=list)
-    seq: int = 0
+    seq: int = 0  # the contest's liquidity seq (for a state update: its contest_state seq)
 
 
 class Broker(Protocol):
@@ -69,7 +72,16 @@ class Broker(Protocol):
     # writing ---------------------------------------------------------------------------------
 
     async def apply(self, batch: Batch, now_ms: int) -> Applied:
-        """Apply one validated partner batch to its contest and publish the events."""
+        """Apply one validated partner batch to its contest and publish the events.
+
+        The events are the contest's liquidity event (if its book changed), then its depth
+        events, then its opportunity events (``omflow.core.contest.LiveContest.apply_batch``).
+        """
+        ...
+
+    async def apply_state(self, update: StateUpdate, now_ms: int) -> Applied:
+        """Apply one contest-state update and publish its events (the state event, then any
+        ``contest_closed`` closes); raise ``StateError`` for an update the state refuses."""
         ...
 
     async def add_catalog(
@@ -101,8 +113,8 @@ class Broker(Protocol):
         """The topic's events after ``since``; ``None`` when the history no longer reaches."""
         ...
 
-    async def snapshot(self, channel: str, topic: str) -> Any:
-        """The topic's current state with its ``seq`` (the channel's snapshot type)."""
+    async def snapshot(self, channel: str, topic: str) -> Snapshot:
+        """The topic's current state with its ``seq``, in the channel's snapshot type."""
         ...
 
     async def seq(self, channel: str, topic: str) -> int:
@@ -115,6 +127,10 @@ class Broker(Protocol):
 
     async def contest_ids(self) -> list[str]:
         """Every contest something was published for."""
+        ...
+
+    async def open_opportunities(self) -> list[Opportunity]:
+        """Every open opportunity of every contest (``GET /flow/v1/opportunities``)."""
         ...
 
 

@@ -1,31 +1,40 @@
-"""The embedded broker: one process, its book in memory, events handed straight to the gateway.
+"""The embedded broker: one process, its contests in memory, events handed straight to the gateway.
 
-The epoch is drawn at start: a restarted process has lost its history, and its clients must
-not take its new seqs for the old ones.
+Each contest is a ``LiveContest`` (its book and what is derived from it on every channel). The
+epoch is drawn at start: a restarted process has lost its history, and its clients must not
+take its new seqs for the old ones.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from typing import Any
 
 from omflow.broker.base import Applied, Deliver, Event
-from omflow.core.book import DEFAULT_HISTORY, DEFAULT_MAX_ENTRIES_PER_EVENT, Book
 from omflow.core.catalog import Catalog
-from omflow.core.channels import LIQUIDITY
-from omflow.core.model import Batch, Contest, League, LiquiditySnapshot, Participant
+from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
+from omflow.core.contest import ChannelConfig, LiveContest
+from omflow.core.model import (
+    Batch,
+    Contest,
+    DepthSnapshot,
+    League,
+    LiquiditySnapshot,
+    OpportunitiesSnapshot,
+    Opportunity,
+    Participant,
+    Snapshot,
+    StateSnapshot,
+    StateUpdate,
+)
 
 
 class MemoryBroker:
     """In-process dispatch: ``apply`` delivers each event synchronously, in order."""
 
-    def __init__(
-        self,
-        max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
-        history: int = DEFAULT_HISTORY,
-    ) -> None:
-        self.book = Book(max_entries_per_event, history)
+    def __init__(self, config: ChannelConfig | None = None) -> None:
+        self.config = config if config is not None else ChannelConfig()
+        self.contests: dict[str, LiveContest] = {}
         self.catalog = Catalog()
         self.epoch = secrets.token_hex(6)
         self._deliver: Deliver | None = None
@@ -41,14 +50,28 @@ class MemoryBroker:
 
     def apply_now(self, batch: Batch, now_ms: int) -> Applied:
         """``apply`` without a coroutine, for in-process drivers that cannot await (benchmarks)."""
-        event = self.book.apply(batch, now_ms)
-        contest = self.book.get(batch.contest_id)
-        seq = contest.seq if contest is not None else 0
-        if event is None:
-            return Applied([], seq)
-        if self._deliver is not None:
-            self._deliver(event, None)
-        return Applied([event], seq)
+        contest = self._contest(batch.contest_id)
+        events = contest.apply_batch(batch, now_ms)
+        self._publish(events)
+        return Applied(events, contest.book.seq)
+
+    async def apply_state(self, update: StateUpdate, now_ms: int) -> Applied:
+        contest = self._contest(update.contest_id)
+        events = contest.apply_state(update, now_ms)
+        self._publish(events)
+        return Applied(events, contest.state.seq)
+
+    def _contest(self, contest_id: str) -> LiveContest:
+        contest = self.contests.get(contest_id)
+        if contest is None:
+            contest = self.contests[contest_id] = LiveContest(contest_id, self.config)
+        return contest
+
+    def _publish(self, events: list[Event]) -> None:
+        deliver = self._deliver
+        if deliver is not None:
+            for event in events:
+                deliver(event, None)
 
     async def add_catalog(
         self,
@@ -68,40 +91,68 @@ class MemoryBroker:
         return
 
     async def history(self, channel: str, topic: str, since: int) -> list[Event] | None:
-        _check(channel)
-        contest = self.book.get(topic)
+        contest = self.contests.get(_contest_of(channel, topic))
         if contest is None:
-            # An unknown contest has nothing to replay, unless the client saw events.
+            # An unknown topic has nothing to replay, unless the client saw events.
             return [] if since == 0 else None
-        replay = contest.since(since)
+        replay = contest.since(channel, topic, since)
         return None if replay is None else list(replay)
 
-    async def snapshot(self, channel: str, topic: str) -> Any:
-        """A live view of the contest's book: read it before the next ``await``."""
-        _check(channel)
-        contest = self.book.get(topic)
-        if contest is None:
-            return LiquiditySnapshot(topic, 0, {})
-        return LiquiditySnapshot(topic, contest.seq, contest.entries)
+    async def snapshot(self, channel: str, topic: str) -> Snapshot:
+        """A live view of the topic's state: read it before the next ``await``."""
+        contest_id = _contest_of(channel, topic)
+        contest = self.contests.get(contest_id)
+        if channel == LIQUIDITY:
+            if contest is None:
+                return LiquiditySnapshot(topic, 0, {})
+            return contest.liquidity_snapshot()
+        if channel == ORDERBOOK:
+            depth = contest.depth_snapshot(topic) if contest is not None else None
+            if depth is None:
+                return DepthSnapshot(topic, contest_id, 0, [])
+            return DepthSnapshot(topic, contest_id, depth["seq"], depth["partners"])
+        if channel == CONTEST_STATE:
+            if contest is None:
+                return StateSnapshot(topic, 0, None)
+            return StateSnapshot(topic, contest.state.seq, contest.state_snapshot())
+        if channel == OPPORTUNITIES:
+            if contest is None:
+                return OpportunitiesSnapshot(topic, 0, [])
+            # The open events' time is set when they are sent (the channel's snapshot encoder).
+            return OpportunitiesSnapshot(
+                topic, contest.opportunities.seq, contest.opportunities_snapshot(0)
+            )
+        raise ValueError(f"unknown channel {channel!r}")
 
     async def seq(self, channel: str, topic: str) -> int:
-        _check(channel)
-        contest = self.book.get(topic)
-        return contest.seq if contest is not None else 0
+        contest = self.contests.get(_contest_of(channel, topic))
+        return contest.seq(channel, topic) if contest is not None else 0
 
     async def liquidity(self, contest_id: str) -> LiquiditySnapshot | None:
-        contest = self.book.get(contest_id)
-        if contest is None:
+        contest = self.contests.get(contest_id)
+        if contest is None or not _published(contest):
             return None
-        return LiquiditySnapshot(contest_id, contest.seq, contest.entries)
+        return contest.liquidity_snapshot()
 
     async def contest_ids(self) -> list[str]:
-        return list(self.book.contest_ids())
+        return [cid for cid, contest in self.contests.items() if _published(contest)]
+
+    async def open_opportunities(self) -> list[Opportunity]:
+        return [
+            opportunity
+            for contest in self.contests.values()
+            for opportunity in contest.opportunities.open()
+        ]
 
 
-def _check(channel: str) -> None:
-    if channel != LIQUIDITY:
-        raise ValueError(f"channel {channel!r} is not served by this broker")
+def _published(contest: LiveContest) -> bool:
+    """Whether anything was ever published for the contest (its book or its state)."""
+    return contest.book.seq > 0 or contest.state.seq > 0
+
+
+def _contest_of(channel: str, topic: str) -> str:
+    """The contest a topic belongs to: itself, or a position hash's first segment."""
+    return topic.partition(":")[0] if channel == ORDERBOOK else topic
 
 
 class MemoryLeases:

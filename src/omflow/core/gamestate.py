@@ -281,6 +281,16 @@ def state_view(event: StateEvent) -> dict[str, Any]:
     }
 
 
+def validate_state(update: StateUpdate) -> StateUpdate:
+    """Check an update a feed built exactly as ``parse_state_publish`` checks a body; return it."""
+    if not is_valid_id(update.partner_id):
+        raise IngestError("partner_id must be 1-64 letters, digits, '_' or '-'")
+    if not is_valid_id(update.contest_id):
+        raise IngestError("contest_id must be 1-64 letters, digits, '_' or '-'")
+    _check(update)
+    return update
+
+
 def _check(update: StateUpdate) -> None:
     """The field rules ``parse_state_publish`` enforces, for updates feeds build directly."""
     if update.status is not KEEP and update.status not in STATUSES:

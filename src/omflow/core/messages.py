@@ -265,6 +265,19 @@ class OpportunityClose(ServerMessage, frozen=True, tag="opportunity.close"):
     timestamp: str
 
 
+class OpportunityRefresh(ServerMessage, frozen=True, tag="opportunity.refresh"):
+    """This connection missed opportunity events of the contest (it fell behind, or resumed
+    from further back than the history): drop the opportunities held for it and re-fetch
+    ``GET /flow/v1/opportunities?contest_id=``, whose ``meta.seq`` says what it reflects."""
+
+    CHANNEL: ClassVar[str] = "opportunities"
+
+    contest_id: str
+    seq: int
+    refresh_required: bool
+    timestamp: str
+
+
 class Unknown(msgspec.Struct, frozen=True):
     """A message of a type (or action) this version does not know; ``raw`` is its object."""
 
@@ -287,6 +300,7 @@ AnyServerMessage = (
     | OpportunityOpen
     | OpportunityUpdate
     | OpportunityClose
+    | OpportunityRefresh
 )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 Number = int | float
 
@@ -262,6 +262,40 @@ class OpportunityEvent:
     @property
     def topic(self) -> str:
         return self.contest_id
+
+
+# --- snapshots: a topic's whole state at one seq, per channel --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshot:
+    """A position's ladders at one ``seq``: ``partners`` is ``[{partner_id, levels: [...]}]``."""
+
+    position_hash: str
+    contest_id: str
+    seq: int
+    partners: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """A contest's state at one ``seq`` (``current`` is ``None`` before its first state)."""
+
+    contest_id: str
+    seq: int
+    current: StateEvent | None
+
+
+@dataclass(frozen=True, slots=True)
+class OpportunitiesSnapshot:
+    """A contest's open opportunities at one ``seq``, as the ``open`` events a subscriber gets."""
+
+    contest_id: str
+    seq: int
+    open: list[OpportunityEvent]
+
+
+Snapshot = LiquiditySnapshot | DepthSnapshot | StateSnapshot | OpportunitiesSnapshot
 
 
 # --- catalog ---------------------------------------------------------------------------------

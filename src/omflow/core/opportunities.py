@@ -116,6 +116,22 @@ def check_fees(fees: Mapping[str, float]) -> dict[str, float]:
     return dict(fees)
 
 
+def parse_fees(text: str) -> dict[str, float]:
+    """``"kalshi=0.01, polymarket=0.02"`` -> fees by partner; ``ValueError`` says what is wrong."""
+    fees: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        partner_id, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not partner_id:
+            raise ValueError(f"fee {part.strip()!r} must read PARTNER=FRACTION, e.g. kalshi=0.01")
+        try:
+            fees[partner_id] = float(value)
+        except ValueError:
+            raise ValueError(f"fee for {partner_id!r} must be a number, not {value!r}") from None
+    return check_fees(fees)
+
+
 class ContestOpportunities:
     """One contest's markets, its open opportunities, ``opportunities`` seq and recent events."""
 

@@ -33,16 +33,21 @@ class ChannelEvent(Protocol):
     @property
     def seq(self) -> int: ...
 
+    @property
+    def timestamp_ms(self) -> int: ...
+
     CHANNEL: ClassVar[str]
 
 
 class Pending:
-    """A topic's conflated backlog: the newest seq, the merged items, or a refresh mark."""
+    """A topic's conflated backlog: the newest seq and its time, the merged items, or a
+    refresh mark."""
 
-    __slots__ = ("items", "refresh", "seq")
+    __slots__ = ("items", "refresh", "seq", "timestamp_ms")
 
     def __init__(self) -> None:
         self.seq = 0
+        self.timestamp_ms = 0
         self.refresh = False
         self.items: dict[Any, Any] = {}
 
@@ -178,6 +183,7 @@ class Outbox:
         if pending is None:
             pending = backlog[key] = Pending()
         pending.seq = event.seq
+        pending.timestamp_ms = event.timestamp_ms
         if pending.refresh:
             return
         conflation = self.conflations[event.CHANNEL]

@@ -33,6 +33,8 @@ class DemoFeed:
         self._opened = True
         market = self.market
         await sink.add_catalog(market.leagues, market.participants, market.contests)
+        for update in market.state_updates(self.clock.ms()):
+            await sink.publish_state(update)
         for batch in market.opening_books():
             await sink.publish(batch)
         self.health.connected = True
@@ -51,7 +53,10 @@ class DemoFeed:
             # Fixed-rate ticks: a slow step does not push every later step back.
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
-            for batch in self.market.step(self.clock.ms()):
+            now_ms = self.clock.ms()
+            for batch in self.market.step(now_ms):
                 await sink.publish(batch)
+            for update in self.market.state_updates(now_ms):
+                await sink.publish_state(update)
             self.health.messages += 1
             self.health.last_message_at = self.clock.monotonic()

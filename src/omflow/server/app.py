@@ -24,7 +24,9 @@ from omflow.broker.base import Broker, Leases
 from omflow.broker.memory import MemoryBroker, MemoryLeases
 from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core.channels import CHANNELS
+from omflow.core.contest import ChannelConfig
 from omflow.core.keys import KeyRecord, Scope
+from omflow.core.opportunities import parse_fees
 from omflow.feeds.runner import DemoFeed
 from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
@@ -43,6 +45,15 @@ STREAM_PATH = "/flow/v1/stream"
 DRAIN_GRACE_S = 3.0
 
 
+def channel_config(settings: Settings) -> ChannelConfig:
+    """Every contest's limits and fees, from the settings."""
+    return ChannelConfig(
+        max_entries_per_event=settings.max_entries_per_event,
+        liquidity_history=settings.history,
+        fees=parse_fees(settings.fees),
+    )
+
+
 class App:
     """One omflow server process."""
 
@@ -57,9 +68,7 @@ class App:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.broker: Broker = broker or MemoryBroker(
-            settings.max_entries_per_event, settings.history
-        )
+        self.broker: Broker = broker or MemoryBroker(channel_config(settings))
         self.leases: Leases = leases or MemoryLeases()
         self.ingestor = Ingestor(self.broker, clock)
         self.gateway = Gateway(

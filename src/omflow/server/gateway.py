@@ -25,7 +25,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from websockets.frames import CloseCode
 
@@ -63,7 +63,7 @@ class GatewayLimits:
 class GatewayStats:
     """Counters for ``/metrics``."""
 
-    events: int = 0
+    events: dict[str, int] = field(default_factory=dict)  # by channel
     deliveries: int = 0
     bytes_out: int = 0
     writes: int = 0
@@ -321,22 +321,29 @@ class Gateway:
     async def _catch_up_frames(
         self, spec: ChannelSpec, message: Subscribe, topic: str
     ) -> tuple[list[bytes], int]:
-        """What brings a new subscriber of ``topic`` up to date, and the seq it reaches."""
+        """What brings a new subscriber of ``topic`` up to date, and the seq it reaches.
+
+        A resume point the history still reaches is a replay. One it does not reach is a
+        snapshot where the channel's snapshot replaces what the client holds (and it asked
+        for one, or the channel always sends one), else a refresh. Without a resume point:
+        a snapshot if asked for or the channel always sends one.
+        """
         channel = spec.name
         broker = self.broker
         await broker.following(channel, topic)
         resume = message.resume or {}
-        if topic in resume and (message.epoch is None or message.epoch == broker.epoch):
+        resumed = topic in resume
+        if resumed and (message.epoch is None or message.epoch == broker.epoch):
             since = resume[topic]
             replay = await broker.history(channel, topic, since)
             if replay is not None:
                 return [spec.encode_event(event) for event in replay], (
                     replay[-1].seq if replay else since
                 )
-        if message.snapshot or spec.always_catch_up:
+        wants_snapshot = message.snapshot or spec.always_catch_up
+        if wants_snapshot and (not resumed or spec.snapshot_replaces):
             snapshot = await broker.snapshot(channel, topic)
             return spec.encode_snapshot(snapshot, self.clock.ms(), broker.epoch), snapshot.seq
-        # Asked to resume from a point the history no longer reaches, without a snapshot.
         seq = await broker.seq(channel, topic)
         self.stats.refreshes += 1
         return [spec.conflation.encode_refresh(topic, seq, self.clock.ms())], seq
@@ -347,7 +354,8 @@ class Gateway:
         """Queue ``event`` for every subscriber: encoded and framed once, never awaited."""
         channel = event.CHANNEL
         subscriptions = self.subscriptions.get(channel)
-        self.stats.events += 1
+        events = self.stats.events
+        events[channel] = events.get(channel, 0) + 1
         if subscriptions is None:
             return
         topic = event.topic

@@ -40,7 +40,9 @@ class Histogram:
 
 
 class GatewayStatsView(Protocol):
-    events: int
+    @property
+    def events(self) -> Mapping[str, int]: ...
+
     deliveries: int
     bytes_out: int
     writes: int
@@ -79,7 +81,12 @@ def render(
         subscriptions,
     )  # fmt: skip
     metric("omflow_contests", "gauge", "Contests in the book", contests)
-    metric("omflow_events_total", "counter", "Book events published", stats.events)
+    out += ["# HELP omflow_events_total Events that reached this process, by channel",
+            "# TYPE omflow_events_total counter"]  # fmt: skip
+    out += [
+        f'omflow_events_total{{channel="{channel}"}} {count}'
+        for channel, count in sorted(stats.events.items())
+    ]
     metric("omflow_deliveries_total", "counter", "Events queued to subscribers", stats.deliveries)
     metric("omflow_bytes_out_total", "counter", "Bytes written to stream sockets", stats.bytes_out)
     metric("omflow_writes_total", "counter", "write() calls on stream sockets", stats.writes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any, TypeVar
 
@@ -17,12 +17,23 @@ import orjson
 
 from omflow.broker.base import Broker, Unavailable
 from omflow.clock import Clock
-from omflow.core.catalog import decode_cursor
-from omflow.core.channels import LIQUIDITY
-from omflow.core.hashes import is_valid_id
+from omflow.core.catalog import UNKNOWN_STATUS, decode_cursor
+from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
+from omflow.core.gamestate import parse_state_publish, state_view
+from omflow.core.hashes import is_valid_id, is_valid_position_hash
 from omflow.core.ingest import IngestError, parse_publish
 from omflow.core.keys import KeyRecord, Scope
-from omflow.core.model import Contest, League, LiquidityEvent, Participant
+from omflow.core.model import (
+    Contest,
+    DepthSnapshot,
+    League,
+    LiquidityEvent,
+    OpportunitiesSnapshot,
+    Participant,
+    StateEvent,
+    StateSnapshot,
+)
+from omflow.core.opportunities import opportunity_view
 from omflow.core.positions import positions
 from omflow.core.timefmt import iso_ms, iso_s, parse_iso_ms
 from omflow.ingestor import Ingestor
@@ -236,10 +247,11 @@ async def list_contests(
         starts_after_ms=_time(request, "starts_after"),
         starts_before_ms=_time(request, "starts_before"),
     )
-    seqs = [await svc.broker.seq(LIQUIDITY, c.id) for c in page.items]
+    items = [await _with_state(svc, c) for c in page.items]
+    seqs = [await svc.broker.seq(LIQUIDITY, c.id) for c in items]
     return envelope(
         svc,
-        [contest_json(c, seq) for c, seq in zip(page.items, seqs, strict=True)],
+        [contest_json(c, seq) for c, seq in zip(items, seqs, strict=True)],
         {"next_cursor": page.next_cursor, "has_more": page.next_cursor is not None, "limit": limit},
     )
 
@@ -247,7 +259,7 @@ async def list_contests(
 async def get_contest(
     svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    contest = await _contest(svc, params["id"])
+    contest = await _with_state(svc, await _contest(svc, params["id"]))
     return envelope(svc, contest_json(contest, await svc.broker.seq(LIQUIDITY, contest.id)))
 
 
@@ -311,6 +323,124 @@ async def liquidity_batch(
     return envelope(svc, data, epoch=svc.broker.epoch, not_found=not_found)
 
 
+async def contest_state(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """A contest's live state: the fields of ``contest_state.update``.
+
+    A catalog contest no state was published for answers its catalog status at seq 0.
+    """
+    contest_id = params["id"]
+    snapshot = await svc.broker.snapshot(CONTEST_STATE, contest_id)
+    assert isinstance(snapshot, StateSnapshot)
+    if snapshot.current is not None:
+        return envelope(svc, state_view(snapshot.current))
+    contest = svc.broker.catalog.contests.get(contest_id)
+    if contest is None:
+        raise ApiError(404, "not_found", f"no state for contest {contest_id!r}")
+    return envelope(
+        svc,
+        {
+            "contest_id": contest_id,
+            "seq": 0,
+            "status": contest.status,
+            "period": None,
+            "clock": None,
+            "score": None,
+            "result": None,
+        },
+    )
+
+
+async def depth(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """A position's price ladders per partner: ``{position_hash, contest_id, seq, partners}``."""
+    position_hash = params["position_hash"]
+    if not is_valid_position_hash(position_hash):
+        raise ApiError(
+            400,
+            "invalid_position_hash",
+            f"position hash {position_hash[:200]!r} is not "
+            "contest:market:side:variant:participant:timeframe",
+        )
+    snapshot = await svc.broker.snapshot(ORDERBOOK, position_hash)
+    assert isinstance(snapshot, DepthSnapshot)
+    if snapshot.seq == 0:
+        raise ApiError(404, "not_found", f"no depth for position {position_hash!r}")
+    return envelope(
+        svc,
+        {
+            "position_hash": snapshot.position_hash,
+            "contest_id": snapshot.contest_id,
+            "seq": snapshot.seq,
+            "partners": snapshot.partners,
+        },
+        epoch=svc.broker.epoch,
+    )
+
+
+async def list_opportunities(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """Open opportunities, by ``opportunity_id``; ``?contest_id=`` narrows to one contest and
+    puts that contest's ``opportunities`` seq in ``meta`` (what a refresh re-fetches)."""
+    limit = _limit(request)
+    cursor = request.query.get("cursor")
+    contest_id = request.query.get("contest_id")
+    meta: dict[str, Any] = {"epoch": svc.broker.epoch}
+    items: list[dict[str, Any]]
+    if contest_id is not None:
+        if not is_valid_id(contest_id):
+            raise ApiError(400, "invalid_request", "contest_id must be a contest id")
+        snapshot = await svc.broker.snapshot(OPPORTUNITIES, contest_id)
+        assert isinstance(snapshot, OpportunitiesSnapshot)
+        meta["seq"] = snapshot.seq
+        meta["contest_id"] = contest_id
+        items = [
+            {**opportunity_view(event.opportunity), "book_seq": event.book_seq}
+            for event in snapshot.open
+            if event.opportunity is not None
+        ]
+    else:
+        items = [opportunity_view(found) for found in await svc.broker.open_opportunities()]
+    items.sort(key=lambda item: str(item["opportunity_id"]))
+    if cursor:
+        items = [item for item in items if item["opportunity_id"] > cursor]
+    page = items[:limit]
+    more = len(items) > limit
+    pagination = {
+        "next_cursor": page[-1]["opportunity_id"] if more else None,
+        "has_more": more,
+        "limit": limit,
+    }
+    return envelope(svc, page, pagination, **meta)
+
+
+async def publish_state(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """A partner's contest state: ``{"contest_id", "status"?, "period"?, "clock"?, "score"?,
+    "result"?}`` (a field left out keeps its value, ``null`` clears it)."""
+    try:
+        update = parse_state_publish(params["partner_id"], request.body, svc.clock.ms())
+        applied = await svc.ingestor.apply_state(update)
+    except IngestError as error:
+        raise ApiError(400, "invalid_request", str(error)) from None
+    except Unavailable as error:
+        raise ApiError(
+            503, "unavailable", f"the state cannot be written now ({error}); retry shortly"
+        ) from None
+    return envelope(
+        svc,
+        {
+            "contest_id": update.contest_id,
+            "changed": any(isinstance(e, StateEvent) for e in applied.events),
+            "seq": applied.seq,
+        },
+    )
+
+
 async def publish(
     svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
@@ -337,11 +467,25 @@ async def publish(
     )
 
 
+async def _with_state(svc: Services, contest: Contest) -> Contest:
+    """A contest known only from publishes takes its status from its published state.
+
+    (A catalog contest's status already follows its state: the ingestor updates it.)
+    """
+    if contest.status != UNKNOWN_STATUS:
+        return contest
+    snapshot = await svc.broker.snapshot(CONTEST_STATE, contest.id)
+    assert isinstance(snapshot, StateSnapshot)
+    if snapshot.current is None:
+        return contest
+    return replace(contest, status=snapshot.current.state.status)
+
+
 async def _contest(svc: Services, contest_id: str) -> Contest:
     """The catalog's contest, or a bare one if only publishes know it; else a 404."""
     catalog = svc.broker.catalog
-    published = contest_id not in catalog.contests and (
-        await svc.broker.seq(LIQUIDITY, contest_id) > 0
+    published = (
+        contest_id not in catalog.contests and await svc.broker.liquidity(contest_id) is not None
     )
     contest = catalog.contest(contest_id, published=published)
     if contest is None:
@@ -366,8 +510,12 @@ ROUTES: list[Route] = [
     _route("GET", f"{API}/contests", list_contests, Scope.STREAM),
     _route("GET", f"{API}/contests/{{id}}", get_contest, Scope.STREAM),
     _route("GET", f"{API}/contests/{{id}}/liquidity", contest_liquidity, Scope.STREAM),
+    _route("GET", f"{API}/contests/{{id}}/state", contest_state, Scope.STREAM),
+    _route("GET", f"{API}/depth/{{position_hash}}", depth, Scope.STREAM),
+    _route("GET", f"{API}/opportunities", list_opportunities, Scope.STREAM),
     _route("POST", f"{API}/liquidity/batch", liquidity_batch, Scope.STREAM),
     _route("POST", f"{API}/partners/{{partner_id}}/liquidity", publish, Scope.PUBLISH),
+    _route("POST", f"{API}/partners/{{partner_id}}/state", publish_state, Scope.PUBLISH),
 ]
 
 
