@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-PORT   ?= 8700
+# `make run` passes --port and --feed, so they follow the OMFLOW_* twins unless PORT=/FEED= say.
+PORT   ?= $(or $(OMFLOW_PORT),8700)
+FEED   ?= $(or $(OMFLOW_FEED),demo)
 
 .PHONY: run test lint bench clean
 
@@ -20,7 +22,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run  ## start the server with the demo feed and print a working key
-	$(BIN)/omflow serve --feed demo --port $(PORT) --demo-key
+	$(BIN)/omflow serve --feed $(FEED) --port $(PORT) --demo-key
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests $(wildcard benchmarks)

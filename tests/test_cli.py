@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -267,7 +268,8 @@ def test_help_works_for_every_command(
 def test_no_command_is_a_usage_error(env: dict[str, str]) -> None:
     done = omflow(env)
     assert done.returncode == 2
-    assert "usage: omflow" in done.stderr
+    assert done.stderr.startswith("omflow: ")
+    assert "omflow --help" in done.stderr
 
 
 # --- serve ----------------------------------------------------------------------------------------
@@ -357,7 +359,163 @@ def test_serve_on_a_port_in_use_fails_saying_so(env: dict[str, str], tmp_path: P
         taken.listen()
         port = taken.getsockname()[1]
         done = omflow(env, "serve", "--port", str(port), "--feed", "none", "--data-dir", tmp_path)
-    assert done.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
     assert "--port" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- what a newcomer types: one line, exit 2, no traceback ------------------------------------
+
+
+def one_line_refusal(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    return done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "99999"], "--port: expected a whole number from 0 to 65535, not '99999'"),
+        (["--port=-1"], "--port: expected a whole number from 0 to 65535, not '-1'"),
+        (["--ping-interval", "0"], "--ping-interval: expected a number of seconds from 0.1"),
+        (["--ping-interval=-2"], "--ping-interval: expected a number of seconds from 0.1"),
+        (["--message-rate", "fast"], "--message-rate: expected a number of messages/s"),
+        (["--feed", "kalshi"], "--feed: expected one of demo, none, not 'kalshi'"),
+    ],
+)
+def test_bad_serve_flags_are_one_line_and_exit_2(
+    env: dict[str, str], tmp_path: Path, args: list[str], says: str
+) -> None:
+    done = omflow(env, "serve", "--data-dir", tmp_path, *args)
+    assert says in one_line_refusal(done)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("OMFLOW_FEED", "kalshi", "OMFLOW_FEED: expected one of demo, none, not 'kalshi'"),
+        ("OMFLOW_PORT", "99999", "OMFLOW_PORT: expected a whole number from 0 to 65535"),
+        ("OMFLOW_PING_INTERVAL", "0", "OMFLOW_PING_INTERVAL: expected a number of seconds"),
+        ("OMFLOW_ACCESS_LOG", "maybe", "OMFLOW_ACCESS_LOG: expected true or false"),
+    ],
+)
+def test_bad_environment_twins_are_refused_like_their_flags(
+    env: dict[str, str], tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    done = omflow(env, "serve", "--data-dir", tmp_path, extra_env={variable: value})
+    assert says in one_line_refusal(done)
+
+
+def unusable_data_dirs(tmp_path: Path) -> list[tuple[Path, str]]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    return [
+        (Path("/proc/x"), "cannot be created"),
+        (Path("/sys/omflow"), "cannot be created"),
+        (a_file, "is a file, not a directory"),
+        (a_file / "below", "cannot be created"),
+        (Path("/proc/self"), "is not writable"),
+    ]
+
+
+@pytest.mark.parametrize("command", [["serve"], ["keys", "list"], ["keys", "create", "--org", "a"]])
+def test_an_unusable_data_dir_is_one_line_for_serve_and_keys(
+    env: dict[str, str], tmp_path: Path, command: list[str]
+) -> None:
+    for data_dir, says in unusable_data_dirs(tmp_path):
+        done = omflow(env, *command, "--data-dir", data_dir)
+        message = one_line_refusal(done)
+        assert f"data dir {data_dir} {says}" in message
+        assert "--data-dir" in message
+    # The environment twin is checked the same way.
+    done = omflow(env, *command, extra_env={"OMFLOW_DATA_DIR": "/proc/x"})
+    assert "data dir /proc/x cannot be created" in one_line_refusal(done)
+
+
+def test_a_host_that_cannot_be_bound_names_the_host_not_the_port(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # 192.0.2.1 (TEST-NET-1) is an address of no machine here: binding it fails at once.
+    done = omflow(env, "serve", "--host", "192.0.2.1", "--feed", "none", "--data-dir", tmp_path)
+    message = one_line_refusal(done)
+    assert "cannot listen on 192.0.2.1" in message
+    assert "--host" in message
+    assert "another port" not in message
+    assert "--port" not in message
+
+
+def test_serve_help_shows_every_default(env: dict[str, str]) -> None:
+    done = omflow(env, "serve", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for shown in (
+        "(default: 127.0.0.1;",
+        "(default: 8700;",
+        "(default: demo;",
+        "(default: 25 seconds;",
+        "(default: 10 seconds; env OMFLOW_HANDSHAKE_TIMEOUT)",
+        "(default: 20 messages/s; env OMFLOW_MESSAGE_RATE)",
+        "(default: 40 messages; env OMFLOW_MESSAGE_BURST)",
+        "(default: 65,536 bytes; env OMFLOW_MAX_MESSAGE_BYTES)",
+    ):
+        assert shown in text, shown
+    keys_help = " ".join(omflow(env, "keys", "create", "--help").stdout.split())
+    assert "(default: 3)" in keys_help
+    assert "(default: stream)" in keys_help
+
+
+def test_keys_create_says_1_connection_in_the_singular(env: dict[str, str], tmp_path: Path) -> None:
+    one = omflow(
+        env, "keys", "create", "--org", "a", "--max-connections", "1", "--data-dir", tmp_path
+    )
+    assert "at most 1 connection." in one.stdout
+    two = omflow(
+        env, "keys", "create", "--org", "a", "--max-connections", "2", "--data-dir", tmp_path
+    )
+    assert "at most 2 connections." in two.stdout
+
+
+def test_serve_with_no_key_says_how_to_create_one(env: dict[str, str], tmp_path: Path) -> None:
+    port = free_port()
+    args = ("--port", str(port), "--feed", "none", "--data-dir", tmp_path / "data")
+    with serving(env, tmp_path, *args) as process:
+        wait_healthy(process, port, tmp_path)
+        assert stop(process, signal.SIGINT) == 0
+    stdout = (tmp_path / "stdout").read_text()
+    assert "No API key yet" in stdout
+    assert "omflow keys create --org NAME --scopes stream" in stdout
+    create_key(env, tmp_path / "data", "--org", "acme")
+    with serving(env, tmp_path, *args) as process:
+        wait_healthy(process, port, tmp_path)
+        assert stop(process, signal.SIGINT) == 0
+    assert "No API key yet" not in (tmp_path / "stdout").read_text()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize(
+    ("variables", "port"),
+    [
+        ({}, "8700"),
+        ({"OMFLOW_PORT": "8791"}, "8791"),
+        ({"OMFLOW_PORT": "8791", "PORT": "9000"}, "9000"),
+    ],
+)
+def test_make_run_follows_omflow_port(
+    env: dict[str, str], variables: dict[str, str], port: str
+) -> None:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["make", "-n", "--no-print-directory", "run"],
+        cwd=root,
+        env={**env, **variables},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    (command,) = [line for line in done.stdout.splitlines() if " serve " in line]
+    assert f"--port {port} " in command

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import importlib.util
 import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from omflow import __version__, logs
 from omflow.client import tail
@@ -24,7 +26,17 @@ from omflow.core.keys import KeyRecord, Scope, parse_scopes
 from omflow.feeds import cli as feeds_cli
 from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
 from omflow.keystore.base import KeyStore, KeyStoreError
-from omflow.settings import Settings, from_env
+from omflow.settings import (
+    Settings,
+    SettingsError,
+    Spec,
+    convert,
+    default_of,
+    env_name,
+    from_env,
+    kind_of,
+    spec_of,
+)
 
 if TYPE_CHECKING:
     from omflow.server.app import App
@@ -38,21 +50,102 @@ def _colour(code: str, text: str) -> str:
     return text
 
 
-KEYS_HELP = (
-    "where API keys live: sqlite (keys.sqlite3 in --data-dir) or "
-    "postgresql://USER@HOST:PORT/DB (default sqlite; OMFLOW_KEYS)"
-)
+class Parser(argparse.ArgumentParser):
+    """argparse, with every refusal on one line: what is wrong, and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+class _Help(argparse.HelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36)
+
+
+def _setting_type(f: Field[Any]) -> Callable[[str], Any]:
+    """The argparse ``type`` of a setting's flag: the same parser as its ``OMFLOW_*`` twin."""
+    spec, kind = spec_of(f), kind_of(f)
+
+    def parse(raw: str) -> Any:
+        try:
+            return convert(spec, kind, raw)
+        except SettingsError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    parse.__name__ = kind  # argparse names the type in some messages
+    return parse
+
+
+def _setting_help(f: Field[Any]) -> str:
+    spec, kind, default = spec_of(f), kind_of(f), default_of(f)
+    if kind == "bool":
+        return f"{spec.help} (default: {'on' if default else 'off'})"
+    unit = f" {spec.unit}" if spec.unit and kind in ("int", "float") else ""
+    if isinstance(default, int | float) and not isinstance(default, bool):
+        shown = f"{default:,}" if default >= 10_000 else str(default)
+        shown = shown.removesuffix(".0") if isinstance(default, float) else shown
+        if shown == "1" and unit.endswith("s") and not unit.endswith("/s"):
+            unit = unit.removesuffix("s")
+    else:
+        shown = str(default)
+    return f"{spec.help} (default: {shown}{unit}; env {env_name(f.name)})"
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per ``Settings`` field declared with ``setting(..., flag=True)``."""
+    for f in fields(Settings):
+        if spec_of(f).flag:
+            _add_flag(parser, f)
+
+
+def _add_flag(parser: argparse.ArgumentParser, f: Field[Any]) -> None:
+    spec = spec_of(f)
+    option = "--" + f.name.replace("_", "-")
+    if kind_of(f) == "bool":
+        parser.add_argument(
+            option,
+            dest=f.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=_setting_help(f),
+        )
+        return
+    metavar = spec.metavar or (
+        "|".join(spec.choices) if spec.choices else (spec.unit or f.name).upper()
+    )
+    parser.add_argument(
+        option,
+        dest=f.name,
+        type=_setting_type(f),
+        metavar=metavar.replace("/", "_PER_").replace(" ", "_"),
+        help=_setting_help(f),
+    )
 
 
 def _add_store_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--keys", metavar="sqlite|postgresql://…", help=KEYS_HELP)
-    parser.add_argument("--data-dir", type=Path, help="where keys.sqlite3 lives")
+    """``--keys`` and ``--data-dir`` for a ``keys`` command, read like ``serve``'s."""
+    for f in fields(Settings):
+        if f.name in ("keys", "data_dir"):
+            _add_flag(parser, f)
+
+
+def _max_connections(raw: str) -> int:
+    try:
+        value: int = convert(MAX_CONNECTIONS, "int", raw)
+    except SettingsError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return value
+
+
+#: ``keys create --max-connections``: validated like a setting, though it belongs to a key.
+MAX_CONNECTIONS = Spec("concurrent streams for this key", unit="connections", low=1, high=100_000)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="omflow",
         description="Real-time liquidity streaming: partner feeds in, WebSocket updates out.",
+        formatter_class=_Help,
     )
     parser.add_argument("--version", action="version", version=f"omflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,52 +153,49 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the server (stream, REST, ingest)",
-        description="Run the server. Every flag has an OMFLOW_* twin, e.g. OMFLOW_PORT.",
+        description=(
+            "Run the server. Every flag has an OMFLOW_* twin (--ping-interval is "
+            "OMFLOW_PING_INTERVAL); a flag wins over its variable. Clients need a key: "
+            "omflow keys create --org NAME --scopes stream"
+        ),
+        formatter_class=_Help,
     )
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port for HTTP and WebSocket (default 8700)")
-    _add_store_options(serve)
-    serve.add_argument("--feed", choices=["demo", "none"], help="built-in feed (default demo)")
-    serve.add_argument(
-        "--ping-interval", type=float, help="seconds between protocol pings (default 25)"
-    )
-    serve.add_argument(
-        "--reconnect-window", type=float, help="seconds a drain spreads reconnects over (10)"
-    )
-    serve.add_argument(
-        "--slow-consumer-timeout", type=float, help="seconds a client may stay behind (10)"
-    )
-    serve.add_argument(
-        "--max-entries-per-event", type=int, help="larger change sets become refresh_required"
-    )
-    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument(
-        "--no-access-log",
-        dest="access_log",
-        action="store_false",
-        default=None,
-        help="do not log one line per request",
-    )
-    serve.add_argument(
-        "--demo-key",
-        action="store_true",
-        default=None,
-        help="mint a fresh stream+publish key for org 'demo' and print it (make run)",
-    )
+    add_setting_flags(serve)
 
-    keys = commands.add_parser("keys", help="manage API keys", description="Manage API keys.")
+    keys = commands.add_parser(
+        "keys", help="manage API keys", description="Manage API keys.", formatter_class=_Help
+    )
     key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    create = key_commands.add_parser("create", help="create a key and print it once")
+    create = key_commands.add_parser(
+        "create", help="create a key and print it once", formatter_class=_Help
+    )
     create.add_argument("--org", required=True, help="organisation name (created if new)")
     create.add_argument(
-        "--scopes", default="stream", help="comma-separated: stream, publish, admin"
+        "--scopes",
+        default="stream",
+        help="comma-separated: stream (the stream and REST reads), publish (the ingest), "
+        "admin (key management) (default: stream)",
     )
-    create.add_argument("--max-connections", type=int, default=3, help="concurrent streams (3)")
-    create.add_argument("--test", action="store_true", help="an om_data_test_ key")
+    create.add_argument(
+        "--max-connections",
+        type=_max_connections,
+        default=3,
+        metavar="N",
+        help="concurrent streams for this key; one more is refused with 429 (default: 3)",
+    )
+    create.add_argument(
+        "--test",
+        action="store_true",
+        help="an om_data_test_ key: it works like a live one; the prefix tells environments apart",
+    )
     _add_store_options(create)
-    listing = key_commands.add_parser("list", help="list keys (never their secrets)")
+    listing = key_commands.add_parser(
+        "list", help="list keys (never their secrets)", formatter_class=_Help
+    )
     _add_store_options(listing)
-    revoke = key_commands.add_parser("revoke", help="revoke a key; its connections close")
+    revoke = key_commands.add_parser(
+        "revoke", help="revoke a key; its connections close", formatter_class=_Help
+    )
     revoke.add_argument("key_id", help="the key_… id shown by 'keys list'")
     _add_store_options(revoke)
     migrate = key_commands.add_parser(
@@ -114,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Create or upgrade the key store's schema; running it again does nothing. "
         "Servers and the other keys commands refuse a PostgreSQL schema that is not "
         "up to date; a SQLite file is upgraded whenever it is opened.",
+        formatter_class=_Help,
     )
     _add_store_options(migrate)
     tail.add_command(commands)
@@ -128,15 +219,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail.run(args)
     try:
         settings = from_env()
-    except ValueError as error:
+    except SettingsError as error:
         parser.error(str(error))
     overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
     settings = settings.with_overrides(overrides)
-    if args.command == "serve":
-        return _serve(settings)
     if args.command in feeds_cli.COMMANDS:
         return feeds_cli.run(args, settings)
+    problem = prepare_data_dir(settings.data_dir) if settings.keys == "sqlite" else None
+    if problem is not None:
+        print(f"omflow: {problem}", file=sys.stderr)
+        return 2
+    if args.command == "serve":
+        return _serve(settings)
     return asyncio.run(_keys(args, settings))
+
+
+def prepare_data_dir(path: Path) -> str | None:
+    """Create the data dir if needed; what is wrong with it (one line), or ``None``."""
+    hint = "pick another with --data-dir or OMFLOW_DATA_DIR"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"data dir {path} is a file, not a directory: {hint}"
+    except OSError as error:
+        return f"data dir {path} cannot be created ({error.strerror or error}): {hint}"
+    if not path.is_dir():
+        return f"data dir {path} is not a directory: {hint}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"data dir {path} is not writable: {hint}"
+    return None
 
 
 # serve -------------------------------------------------------------------------------------------
@@ -185,14 +296,12 @@ async def _serve_async(settings: Settings) -> int:
         await store.close()
         return 2
     except OSError as error:
-        print(
-            f"omflow: cannot listen on {settings.host}:{settings.port}: {error.strerror}.",
-            file=sys.stderr,
-        )
-        print("Pick another port with --port or OMFLOW_PORT.", file=sys.stderr)
+        print(f"omflow: {listen_error(settings.host, settings.port, error)}", file=sys.stderr)
+        await app.keys.stop()
         await store.close()
-        return 1
-    _banner(settings, app.port, app, demo_secret)
+        return 2
+    has_keys = demo_secret is not None or any(not k.revoked for k in await store.list_keys())
+    _banner(settings, app.port, app, demo_secret, has_keys)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -204,7 +313,27 @@ async def _serve_async(settings: Settings) -> int:
     return 0
 
 
-def _banner(settings: Settings, port: int, app: App, secret: str | None) -> None:
+def listen_error(host: str, port: int, error: OSError) -> str:
+    """Why ``host:port`` cannot be listened on, and the fix that fits that cause (one line)."""
+    reason = os.strerror(error.errno) if error.errno and error.errno > 0 else error.strerror
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is in use ({reason}): pick another with --port or OMFLOW_PORT"
+        )
+    if error.errno == errno.EACCES:
+        return (
+            f"port {port} on {host} needs privileges ({reason}): "
+            "pick one above 1023 with --port or OMFLOW_PORT"
+        )
+    return (
+        f"cannot listen on {host} ({reason}): give an address of this machine with --host "
+        "or OMFLOW_HOST (127.0.0.1 for this machine only, 0.0.0.0 for every interface)"
+    )
+
+
+def _banner(
+    settings: Settings, port: int, app: App, secret: str | None, has_keys: bool = True
+) -> None:
     host = settings.host if settings.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
     base = f"http://{host}:{port}"
     ws = f"ws://{host}:{port}/flow/v1/stream"
@@ -233,6 +362,12 @@ def _banner(settings: Settings, port: int, app: App, secret: str | None) -> None
             f"  .venv/bin/python -m websockets '{ws}?api_key={secret}'",
             "  then type: "
             f'{{"action": "subscribe", "channel": "liquidity", "contest_ids": ["{contest}"]}}',
+        ]
+    if not has_keys:
+        lines += [
+            "",
+            _colour("1;33", "No API key yet: clients need one. Create it with"),
+            f"  omflow keys create --org NAME --scopes stream --data-dir {settings.data_dir}",
         ]
     lines.append(_colour("2", "Ctrl-C drains connections and stops."))
     print("\n".join(lines), flush=True)
@@ -291,9 +426,6 @@ async def _create(store: KeyStore, args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"omflow: {error}", file=sys.stderr)
         return 2
-    if args.max_connections < 1:
-        print("omflow: --max-connections must be at least 1", file=sys.stderr)
-        return 2
     if not args.org.strip():
         print("omflow: --org must name an organisation", file=sys.stderr)
         return 2
@@ -307,10 +439,14 @@ async def _create(store: KeyStore, args: argparse.Namespace) -> int:
     print(
         f"created {record.key_id} for {record.organization_name} ({record.organization_id}), "
         f"scopes {','.join(sorted(s.value for s in record.scopes))}, "
-        f"max {record.max_connections} connections. The key is shown once:"
+        f"at most {_plural(record.max_connections, 'connection')}. The key is shown once:"
     )
     print(secret)
     return 0
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _print_keys(records: list[KeyRecord]) -> None:

@@ -947,3 +947,14 @@ async def test_an_upgrade_to_another_protocol_is_answered_over_http(server: Serv
     )
     assert reply.status == 200
     assert reply.json() == {"status": "ok"}
+
+
+async def test_an_unknown_status_filter_is_400_naming_the_statuses(server: Server) -> None:
+    add_catalog(server)
+    secret = await server.key()
+    for status in ("bogus", "LIVE", ""):
+        reply = await server.get(f"{API}/contests?status={status}", secret)
+        message = check(reply, 400, "invalid_request")["error"]["message"]
+        assert "scheduled, live, halftime, final, postponed, cancelled, unknown" in message
+    for status in ("scheduled", "live", "halftime", "final", "postponed", "cancelled", "unknown"):
+        check(await server.get(f"{API}/contests?status={status}", secret), 200)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from omflow.core.model import Contest, League, Participant
+from omflow.core.model import STATUSES, Contest, League, Participant
 from omflow.core.timefmt import iso_ms, parse_iso_ms
 
 UNKNOWN_STATUS = "unknown"
+#: Every status a contest can have here: the model's, and ``unknown`` for one only publishes know.
+CONTEST_STATUSES: tuple[str, ...] = (*STATUSES, UNKNOWN_STATUS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import orjson
 
 from omflow.broker.base import Broker, Unavailable
 from omflow.clock import Clock
-from omflow.core.catalog import UNKNOWN_STATUS, decode_cursor
+from omflow.core.catalog import CONTEST_STATUSES, UNKNOWN_STATUS, decode_cursor
 from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
 from omflow.core.gamestate import parse_state_publish, state_view
 from omflow.core.hashes import is_valid_id, is_valid_position_hash
@@ -113,6 +113,14 @@ def _time(request: Request, name: str) -> int | None:
         return parse_iso_ms(raw)
     except ValueError:
         raise ApiError(400, "invalid_request", f"{name} must be an ISO 8601 timestamp") from None
+
+
+def _status(request: Request) -> str | None:
+    raw = request.query.get("status")
+    if raw is not None and raw not in CONTEST_STATUSES:
+        shown = ", ".join(CONTEST_STATUSES)
+        raise ApiError(400, "invalid_request", f"status must be one of {shown}")
+    return raw
 
 
 # --- serializers ------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ async def list_contests(
         limit=limit,
         cursor=after,
         league_id=request.query.get("league_id"),
-        status=request.query.get("status"),
+        status=_status(request),
         starts_after_ms=_time(request, "starts_after"),
         starts_before_ms=_time(request, "starts_before"),
     )
