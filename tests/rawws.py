@@ -44,9 +44,10 @@ class RawClient:
             raise ConnectionError(head.decode("latin-1"))
         return cls(reader, writer)
 
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
+        """One masked frame; ``rsv`` sets the reserved bits (0-7), for protocol-error tests."""
         mask = os.urandom(4)
-        head = bytes([(0x80 if fin else 0) | opcode])
+        head = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
         n = len(payload)
         if n < 126:
             head += bytes([0x80 | n])
@@ -79,6 +80,16 @@ class RawClient:
                 return result
             if opcode == 0x8:
                 raise ConnectionError(f"closed: {payload!r}")
+
+    async def read_close(self) -> tuple[int, list[tuple[int, bytes]]]:
+        """Read up to the server's close frame: its code, and the frames before it."""
+        before: list[tuple[int, bytes]] = []
+        while True:
+            opcode, payload = await self.read_frame()
+            if opcode == 0x8:
+                (code,) = struct.unpack("!H", payload[:2]) if payload else (1005,)
+                return code, before
+            before.append((opcode, payload))
 
     def close(self) -> None:
         self.writer.close()

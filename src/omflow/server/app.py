@@ -27,6 +27,7 @@ from omflow.core.channels import CHANNELS
 from omflow.core.contest import ChannelConfig
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.opportunities import parse_fees
+from omflow.core.ratelimit import MessageLimiter
 from omflow.feeds.runner import DemoFeed
 from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
@@ -320,6 +321,10 @@ class App:
             self.gateway, key, transport, ws, self.gateway.outbox(), http.client
         )
         conn.lease_id = lease_id
+        limits = self.settings
+        conn.limiter = MessageLimiter(
+            limits.message_rate, limits.message_burst, self.clock.monotonic()
+        )
         transport.set_protocol(conn)
         transport.set_write_buffer_limits(high=self.settings.write_buffer_high)
         self.gateway.add(conn)

@@ -15,18 +15,23 @@ import logging
 from collections import deque
 from typing import Protocol as Interface
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, State
 
+from omflow.clock import Clock
 from omflow.core.frames import text_frame
 from omflow.core.keys import KeyRecord
 from omflow.core.outbox import Outbox
+from omflow.core.protocol import ErrorCode, encode_error
+from omflow.core.ratelimit import MessageLimiter, Verdict
 
 log = logging.getLogger("omflow.stream")
 
 
 class ConnectionHost(Interface):
     """What a connection tells the gateway that owns it."""
+
+    clock: Clock  # for the message rate
 
     def on_message(self, conn: StreamConnection, data: bytes) -> None:
         """A complete client text message."""
@@ -47,6 +52,11 @@ class ConnectionHost(Interface):
         """Write its queued frames at once (before a close)."""
 
 
+_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
+_RATE_LIMITED = encode_error(
+    ErrorCode.RATE_LIMITED, "over the message rate: this message was not processed; slow down"
+)
+
 #: How long a closing connection may take to finish the closing handshake before it is dropped.
 CLOSE_TIMEOUT_S = 2.0
 
@@ -64,6 +74,7 @@ class StreamConnection(asyncio.Protocol):
         "inbox",
         "key",
         "lease_id",
+        "limiter",
         "outbox",
         "paused",
         "slow_timer",
@@ -98,6 +109,8 @@ class StreamConnection(asyncio.Protocol):
         #: Messages that arrived while an earlier one was still being answered (a catch-up
         #: waiting on the broker); ``None`` when none is.
         self.inbox: deque[bytes] | None = None
+        #: The message rate (SPEC defaults until the app sets its own).
+        self.limiter = MessageLimiter(20.0, 40, gateway.clock.monotonic())
 
     # asyncio.Protocol ------------------------------------------------------------------------
 
@@ -132,20 +145,58 @@ class StreamConnection(asyncio.Protocol):
     # frames ----------------------------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
+        """Reassemble text messages; refuse what this API does not speak (RFC 6455 codes).
+
+        The protocol object already answers pings (also between fragments), echoes a close,
+        caps a message at ``max_message_bytes`` (1009) and fails bad framing (1002: reserved
+        bits, unknown opcodes, control frames over 125 bytes or fragmented). What is left to
+        this layer: binary data (1003), text that is not UTF-8 (1007), and the message rate.
+        """
         opcode = frame.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+        if opcode is Opcode.PONG:
+            self.awaiting_pong = False
+            return
+        if self.ws.state is not State.OPEN or opcode not in _DATA:
+            return  # closing: data that crossed our close frame is dropped
+        if opcode is Opcode.BINARY:
+            self.close(
+                CloseCode.UNSUPPORTED_DATA, "binary frames are not supported; send JSON text"
+            )
+            return
+        if opcode is Opcode.TEXT:
             if frame.fin:
-                self.gateway.on_message(self, bytes(frame.data))
+                self._on_message(bytes(frame.data))
             else:
                 self._fragments = [bytes(frame.data)]
-        elif opcode is Opcode.CONT:
-            if self._fragments is not None:
-                self._fragments.append(bytes(frame.data))
-                if frame.fin:
-                    message, self._fragments = b"".join(self._fragments), None
-                    self.gateway.on_message(self, message)
-        elif opcode is Opcode.PONG:
-            self.awaiting_pong = False
+            return
+        fragments = self._fragments  # a continuation: the protocol checked one was expected
+        if fragments is None:
+            return  # the rest of a binary message already refused
+        if frame.data:
+            fragments.append(bytes(frame.data))
+        if frame.fin:
+            self._fragments = None
+            self._on_message(b"".join(fragments))
+
+    def _on_message(self, data: bytes) -> None:
+        """A complete text message: valid UTF-8 and within the rate, it goes to the gateway."""
+        try:
+            data.decode()
+        except UnicodeDecodeError as error:
+            self.ws.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {error.start}")
+            return
+        verdict = self.limiter.check(self.gateway.clock.monotonic())
+        if verdict is Verdict.ACCEPT:
+            self.gateway.on_message(self, data)
+        elif verdict is Verdict.REFUSE:
+            self.send(_RATE_LIMITED)
+        else:
+            log.warning(
+                "closing %s (%s): kept on sending over the message rate",
+                self.key.key_id,
+                self.client,
+            )
+            self.close(CloseCode.POLICY_VIOLATION, "rate limited: too many messages")
 
     def _take_protocol_writes(self) -> None:
         """Queue what the protocol wants sent (pongs, close frames); close on its EOF."""
