@@ -142,7 +142,7 @@ class Settings:
         high=3600,
     )
     max_handshakes_per_source: int = setting(
-        64, "unfinished request heads one IP address may hold open", low=1, high=100_000
+        256, "unfinished request heads one IP address may hold open", low=1, high=100_000
     )
     message_rate: float = setting(
         20.0, "client messages per connection, sustained", unit="messages/s", low=0.1, high=100_000

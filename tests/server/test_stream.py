@@ -293,14 +293,16 @@ async def test_too_many_contests_refuses_the_whole_subscribe(server: Server) -> 
         assert len((await subscribe(ws, [f"ct_{i}" for i in range(200)]))["contest_ids"]) == 200
 
 
-async def test_binary_and_fragmented_messages_are_read_whole(server: Server) -> None:
+async def test_fragmented_messages_are_read_whole_and_binary_closes_1003(server: Server) -> None:
     secret = await server.key()
     async with await connect(server, secret) as ws:
-        await ws.send(orjson.dumps({"action": "ping"}))  # binary frame
-        assert (await recv(ws))["type"] == "pong"
         parts = ['{"action": "subscribe", ', '"channel": "liquidity", ', '"contest_ids": ["ct_f"]}']
         await ws.send(iter(parts))  # one message in three fragments
         assert (await recv(ws))["contest_ids"] == ["ct_f"]
+        await ws.send(orjson.dumps({"action": "ping"}))  # bytes: a binary frame
+        with pytest.raises(ConnectionClosed):
+            await recv(ws)
+        assert ws.close_code == 1003
 
 
 async def test_oversized_message_closes_1009_and_the_server_lives(

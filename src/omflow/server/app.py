@@ -34,7 +34,14 @@ from omflow.keystore.base import KeyStore
 from omflow.server import metrics, rest
 from omflow.server.auth import KeyCache, key_from
 from omflow.server.gateway import Gateway, GatewayLimits
-from omflow.server.http import HttpConnection, Request, Response, access_log, error_response
+from omflow.server.http import (
+    HeadGuard,
+    HttpConnection,
+    Request,
+    Response,
+    access_log,
+    error_response,
+)
 from omflow.server.stream import StreamConnection
 from omflow.settings import Settings
 
@@ -97,6 +104,11 @@ class App:
         self.ready = False
         self.port = settings.port
         self.http_connections: set[HttpConnection] = set()
+        self.heads = HeadGuard(
+            settings.handshake_timeout,
+            settings.keepalive_timeout,
+            settings.max_handshakes_per_source,
+        )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -114,7 +126,7 @@ class App:
             self._spawn(feed.run(self.ingestor))
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HttpConnection(self, self.http_connections),
+            lambda: HttpConnection(self, self.http_connections, self.heads),
             self.settings.host,
             self.settings.port,
             backlog=4096,

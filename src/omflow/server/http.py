@@ -3,8 +3,11 @@
 httptools parses; this module only moves bytes. Requests on one connection are answered in
 order (pipelining allowed, bounded); a ``GET`` with ``Upgrade: websocket`` is handed to the
 ``Handler``, which takes the transport over. Limits: a request head above ``MAX_HEAD_BYTES`` is
-``431``, a body above the configured maximum ``413``, anything unparsable ``400``. Such an
-error is answered after the requests before it on the connection, then the connection closes.
+``431``, a body above the configured maximum ``413``, anything unparsable ``400``, a head not
+complete within the handshake timeout ``408``. Such an error is answered after the requests
+before it on the connection, then the connection closes. An idle keep-alive connection is closed
+after its own timeout, and one source address may hold only so many unfinished heads at once
+(``HeadGuard``), so a slowloris from one address cannot take every socket the process has.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ log = logging.getLogger("omflow.access")
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_PIPELINED = 16
-KEEPALIVE_TIMEOUT_S = 75.0
+HANDSHAKE_TIMEOUT_S = 10.0
+KEEPALIVE_TIMEOUT_S = 15.0
+MAX_HEADS_PER_SOURCE = 256
 #: After an error response, how long the client has to stop sending before the socket closes.
 LINGER_S = 2.0
 
@@ -103,14 +108,68 @@ def access_log(request: Request, status: int, started: float) -> None:
         )
 
 
+class HeadGuard:
+    """What every HTTP connection of one server shares: its timeouts, and unfinished request
+    heads per source address.
+
+    A head counts from the moment its connection is accepted (or its next request's first byte
+    on a keep-alive connection) until its last header arrives. A new connection from an address
+    that already has ``max_per_source`` unfinished heads is closed at once; those heads last
+    ``handshake_timeout`` at most, so one address holds at most that many sockets half-open.
+    """
+
+    def __init__(
+        self,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT_S,
+        max_per_source: int = MAX_HEADS_PER_SOURCE,
+    ) -> None:
+        self.handshake_timeout = handshake_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.max_per_source = max_per_source
+        self.unfinished: dict[str, int] = {}
+        self.refused = 0  # connections closed at once, their source over the limit
+        self.timed_out = 0  # heads not complete within the handshake timeout
+
+    def admit(self, source: str) -> bool:
+        """Count a new connection's head; ``False``: its source is over the limit."""
+        held = self.unfinished.get(source, 0)
+        if held >= self.max_per_source:
+            self.refused += 1
+            return False
+        self.unfinished[source] = held + 1
+        return True
+
+    def enter(self, source: str) -> None:
+        """Count the next head of a keep-alive connection (already admitted)."""
+        self.unfinished[source] = self.unfinished.get(source, 0) + 1
+
+    def leave(self, source: str) -> None:
+        held = self.unfinished.get(source, 0) - 1
+        if held > 0:
+            self.unfinished[source] = held
+        else:
+            self.unfinished.pop(source, None)
+
+
 class HttpConnection(asyncio.Protocol):
     """One client TCP connection while it speaks HTTP."""
 
-    def __init__(self, handler: Handler, connections: set[HttpConnection]) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        connections: set[HttpConnection],
+        guard: HeadGuard | None = None,
+    ) -> None:
         self.handler = handler
         self.connections = connections
+        self.guard = guard or HeadGuard()
         self.transport: asyncio.Transport | None = None
         self.client = "-"
+        self.source = "-"  # the peer's address, without its port
+        self.head_counted = False  # a head of this connection counts in guard.unfinished
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.bytes_seen = False
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[tuple[Request, bool]] = deque()
         self.serving: asyncio.Task[None] | None = None
@@ -138,13 +197,21 @@ class HttpConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self.client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
+        if isinstance(peer, tuple):
+            self.source = str(peer[0])
+            self.client = f"{peer[0]}:{peer[1]}"
+        if not self.guard.admit(self.source):
+            self.closed = True
+            self.transport.close()
+            return
+        self.head_counted = True
         self.connections.add(self)
-        self._arm_idle()
+        self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.connections.discard(self)
+        self._head_done()
         if self.idle is not None:
             self.idle.cancel()
         if self.serving is not None:
@@ -156,8 +223,9 @@ class HttpConnection(asyncio.Protocol):
         return self.serving is not None or bool(self.queue)
 
     def data_received(self, data: bytes) -> None:
-        if self.failure is not None:
+        if self.failure is not None or self.closed:
             return
+        self.bytes_seen = True
         in_head, heads_parsed = self.in_head, self.heads_parsed
         try:
             self.parser.feed_data(data)
@@ -184,10 +252,18 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._reset()
         self.in_head = True
+        if not self.head_counted:  # the next request on a keep-alive connection
+            self.head_counted = True
+            self.guard.enter(self.source)
+            if self.idle is not None:
+                self.idle.cancel()
+                self.idle = None
+            self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.heads_parsed += 1
+        self._head_done()
         length = self.headers.get("content-length", "")
         # Refuse a declared oversize body before reading it (a chunked one is counted as it comes).
         if length.isascii() and length.isdigit() and int(length) > self.handler.max_body_bytes:
@@ -282,10 +358,37 @@ class HttpConnection(asyncio.Protocol):
         self.handler.upgrade(request, self.transport, self, rest)
 
     def respond_and_close(self, request: Request, response: Response, started: float) -> None:
-        """Refuse an upgrade with a plain HTTP response."""
+        """Refuse an upgrade with a plain HTTP response, lingering like any error (``_refuse``)."""
         access_log(request, response.status, started)
-        self._write(encode_response(response, keep_alive=False))
-        self._close()
+        self.failure = response  # whatever the client still sends is read and dropped
+        self._refuse(response)
+
+    # timers ----------------------------------------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head_timer = loop.call_later(self.guard.handshake_timeout, self._head_timeout)
+
+    def _head_done(self) -> None:
+        """The head is complete (or the connection gone): it no longer counts, nor times out."""
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+        if self.head_counted:
+            self.head_counted = False
+            self.guard.leave(self.source)
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None
+        self.guard.timed_out += 1
+        self._head_done()
+        if self.closed or self.failure is not None:
+            return
+        if not self.bytes_seen:
+            self._close()  # not a word from the client: nothing to answer
+            return
+        seconds = f"{self.guard.handshake_timeout:g}"
+        self._fail(408, "request_timeout", f"the request head did not arrive within {seconds} s")
 
     def _fail(self, status: int, code: str, message: str) -> None:
         """Refuse the input: answer ``status`` once the requests before it are answered."""
@@ -324,11 +427,13 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _arm_idle(self) -> None:
-        if self.closed or self.transport is None:
-            return
+        if self.closed or self.transport is None or self.head_counted:
+            return  # a head in progress has its own timer
         if self.idle is not None:
             self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(KEEPALIVE_TIMEOUT_S, self._idle_out)
+        self.idle = asyncio.get_running_loop().call_later(
+            self.guard.keepalive_timeout, self._idle_out
+        )
 
     def _idle_out(self) -> None:
         if self.serving is None and not self.queue:
