@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PORT   ?= $(or $(OMFLOW_PORT),8700)
 FEED   ?= $(or $(OMFLOW_FEED),demo)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,16 @@ lint: $(VENV)/.installed-dev
 
 test: lint  ## lint, type-check and run the whole suite
 	$(BIN)/python -m pytest
+
+# Headless Chromium for the live-page test (tests/server/test_live_page.py), which skips
+# without it. Not a prerequisite of `make test`: it is a system package (about 300 MB, root,
+# apt-get), so .ci/run asks for it and a newcomer may. Never a browser download.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	} || { echo "make chromium: install Debian's chromium package (as root: apt-get install chromium)"; exit 1; }
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/fanout.py

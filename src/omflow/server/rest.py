@@ -169,6 +169,16 @@ async def index(
     return Response(200, _PAGE, "text/html; charset=utf-8")
 
 
+_ICON = (resources.files("omflow.server") / "static" / "favicon.svg").read_bytes()
+
+
+async def favicon(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """The page's icon, an SVG (browsers ask for ``/favicon.ico`` whatever the page says)."""
+    return Response(200, _ICON, "image/svg+xml")
+
+
 async def healthz(
     svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
@@ -508,6 +518,7 @@ def _route(method: str, path: str, handler: Handler, scope: Scope | None) -> Rou
 
 ROUTES: list[Route] = [
     _route("GET", "/", index, None),
+    _route("GET", "/favicon.ico", favicon, None),
     _route("GET", "/healthz", healthz, None),
     _route("GET", "/readyz", readyz, None),
     _route("GET", "/metrics", metrics, None),
