@@ -195,3 +195,21 @@ def test_env_values_keep_their_types(tmp_path: Path) -> None:
     assert settings.access_log is False
     assert settings.data_dir == tmp_path
     assert settings.message_rate == 5.0
+
+
+def test_the_readme_lists_every_limit_with_its_default_and_flag() -> None:
+    """«Limits and security» in the README: one row per numeric setting, true to the code."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Limits and security", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("|")[3].strip(): line for line in section.splitlines() if line.startswith("| ")
+    }
+    for name in NUMERIC:
+        if name == "port":
+            continue  # a choice, not a limit
+        flag = f"`{flag_of(name)}`"
+        assert flag in rows, f"{flag} is missing from the README's limits"
+        default = getattr(Settings(), name)
+        shown = f"{default:,}".removesuffix(".0") if isinstance(default, float) else f"{default:,}"
+        cells = [cell.strip() for cell in rows[flag].split("|")]
+        assert cells[2].split()[0] == shown, (name, cells[2], shown)
