@@ -333,10 +333,8 @@ class App:
             self.gateway, key, transport, ws, self.gateway.outbox(), http.client
         )
         conn.lease_id = lease_id
-        limits = self.settings
-        conn.limiter = MessageLimiter(
-            limits.message_rate, limits.message_burst, self.clock.monotonic()
-        )
+        rate, burst = self.settings.message_rate, self.settings.message_burst
+        conn.limiter = MessageLimiter(rate, burst, self.clock.monotonic())
         transport.set_protocol(conn)
         transport.set_write_buffer_limits(high=self.settings.write_buffer_high)
         self.gateway.add(conn)
