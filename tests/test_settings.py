@@ -122,6 +122,13 @@ def test_parse_value_only_ever_raises_settings_error(raw: str) -> None:
         assert message.startswith("expected ")
 
 
+def test_a_path_naming_an_unknown_home_is_refused_not_raised() -> None:
+    with pytest.raises(SettingsError, match="home directory"):
+        parse_value("data_dir", "~no-such-user-here/omflow")
+    with pytest.raises(SettingsError, match="directory path"):
+        parse_value("data_dir", "a\x00b")
+
+
 def test_ports_outside_0_to_65535_are_refused() -> None:
     assert parse_value("port", "0") == 0
     assert parse_value("port", "65535") == 65535

@@ -241,8 +241,9 @@ def prepare_data_dir(path: Path) -> str | None:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         return f"data dir {path} is a file, not a directory: {hint}"
-    except OSError as error:
-        return f"data dir {path} cannot be created ({error.strerror or error}): {hint}"
+    except (OSError, ValueError) as error:  # ValueError: a name the system refuses
+        reason = getattr(error, "strerror", None) or error
+        return f"data dir {path} cannot be created ({reason}): {hint}"
     if not path.is_dir():
         return f"data dir {path} is not a directory: {hint}"
     if not os.access(path, os.W_OK | os.X_OK):

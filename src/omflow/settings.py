@@ -238,9 +238,12 @@ def convert(spec: Spec, kind: str, raw: str) -> Any:
             return False
         raise refusal
     if kind == "Path":
-        if not text:
+        if not text or "\x00" in text:
             raise refusal
-        return Path(text).expanduser()
+        try:
+            return Path(text).expanduser()
+        except RuntimeError:  # "~name" for a user this machine does not have
+            raise SettingsError(f"{refusal} (no such user's home directory)") from None
     if kind not in ("int", "float"):
         if not text:
             raise refusal
