@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import Field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from omflow import __version__, logs
 from omflow.client import tail
@@ -208,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_store_options(migrate)
     tail.add_command(commands)
-    feeds_cli.add_commands(commands)
+    # The feed commands take any subparsers; ours make ``Parser``s (one-line errors).
+    feeds_cli.add_commands(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
     return parser
 
 
