@@ -107,7 +107,7 @@ async def test_many_trickling_sockets_from_one_source_do_not_starve_others(
 ) -> None:
     """One address past its share of unfinished heads is cut at once; others are served."""
     limit = 8
-    server = await make_server(handshake_timeout=1.0, max_handshakes_per_source=limit)
+    server = await make_server(handshake_timeout=2.0, max_handshakes_per_source=limit)
     tricklers = [await open_from(server.port, "127.0.0.1") for _ in range(3 * limit)]
     for _, writer in tricklers:
         writer.write(b"GET / HTTP/1.1\r\n")  # and nothing more

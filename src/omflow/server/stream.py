@@ -1,11 +1,13 @@
 """One WebSocket client on ``/flow/v1/stream``: bytes in, messages to the gateway, frames out.
 
 The ``websockets`` sans-I/O protocol reads frames, answers pings and runs the closing
-handshake. What this connection sends goes through its ``Outbox`` and leaves in one write per
-loop turn (see ``Gateway.flush``). Flow control is the transport's: when its write buffer passes
-the high-water mark (``pause_writing``) the outbox starts conflating and reading from the
-client stops, until the buffer drains (``resume_writing``) or the gateway's deadline closes the
-connection.
+handshake. This connection reassembles text messages, refuses binary (1003) and invalid UTF-8
+(1007), and holds each client to its message rate (``omflow.core.ratelimit``) before a message
+reaches the gateway. What this connection sends goes through its ``Outbox`` and leaves in one
+write per loop turn (see ``Gateway.flush``). Flow control is the transport's: when its write
+buffer passes the high-water mark (``pause_writing``) the outbox starts conflating and reading
+from the client stops, until the buffer drains (``resume_writing``) or the gateway's deadline
+closes the connection.
 """
 
 from __future__ import annotations
