@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from omflow.core.opportunities import parse_fees
 
 #: Names ``--feed`` accepts. Feeds add their name here (one place for flag, env and help).
 FEED_NAMES: tuple[str, ...] = ("demo", "none")
@@ -49,6 +51,9 @@ class Spec:
     many: bool = False  # a comma-separated list of choices ("demo,none")
     flag: bool = True  # offered as a ``serve`` flag (every field has its environment twin)
     metavar: str = ""  # the flag's value in help, when the unit or name does not say it
+    #: For text a pattern cannot describe: raises ``ValueError`` saying what is wrong (the
+    #: empty text included, which it may accept).
+    check: Callable[[str], object] | None = None
 
 
 def setting(
@@ -129,7 +134,10 @@ class Settings:
         0.25, "demo feed step every", unit="seconds", low=0.001, high=3600
     )
     fees: str = setting(
-        "", "per-partner fees for opportunities, a fraction of the stake", metavar="kalshi=0.01,…"
+        "",
+        "per-partner fees for opportunities, a fraction of the stake",
+        metavar="kalshi=0.01,…",
+        check=parse_fees,
     )
     handshake_timeout: float = setting(
         10.0, "a request line and headers must arrive within", unit="seconds", low=0.1, high=600
@@ -245,7 +253,14 @@ def convert(spec: Spec, kind: str, raw: str) -> Any:
         except RuntimeError:  # "~name" for a user this machine does not have
             raise SettingsError(f"{refusal} (no such user's home directory)") from None
     if kind not in ("int", "float"):
-        if not text:
+        if spec.check is not None:
+            try:
+                spec.check(text)
+            except ValueError as error:
+                raise SettingsError(
+                    f"expected {spec.metavar or 'another value'}: {error}"
+                ) from None
+        elif not text:
             raise refusal
         return text
     try:
