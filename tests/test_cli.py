@@ -384,7 +384,15 @@ def one_line_refusal(done: subprocess.CompletedProcess[str]) -> str:
         (["--ping-interval", "0"], "--ping-interval: expected a number of seconds from 0.1"),
         (["--ping-interval=-2"], "--ping-interval: expected a number of seconds from 0.1"),
         (["--message-rate", "fast"], "--message-rate: expected a number of messages/s"),
-        (["--feed", "kalshi"], "--feed: expected one of demo, none, not 'kalshi'"),
+        (
+            ["--feed", "kalsh"],
+            "--feed: expected a comma-separated list of "
+            "none, demo, kalshi, polymarket, odds, not 'kalsh'",
+        ),
+        (
+            ["--feed", "demo,kalshi"],
+            "kalshi feed needs OMFLOW_KALSHI_KEY_ID and OMFLOW_KALSHI_PRIVATE_KEY_FILE",
+        ),
     ],
 )
 def test_bad_serve_flags_are_one_line_and_exit_2(
@@ -397,7 +405,13 @@ def test_bad_serve_flags_are_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
-        ("OMFLOW_FEED", "kalshi", "OMFLOW_FEED: expected one of demo, none, not 'kalshi'"),
+        (
+            "OMFLOW_FEED",
+            "demo,bogus",
+            "OMFLOW_FEED: expected a comma-separated list of "
+            "none, demo, kalshi, polymarket, odds, not 'demo,bogus'",
+        ),
+        ("OMFLOW_FEED", "odds", "odds feed needs OMFLOW_ODDS_API_KEY"),
         ("OMFLOW_PORT", "99999", "OMFLOW_PORT: expected a whole number from 0 to 65535"),
         ("OMFLOW_PING_INTERVAL", "0", "OMFLOW_PING_INTERVAL: expected a number of seconds"),
         ("OMFLOW_ACCESS_LOG", "maybe", "OMFLOW_ACCESS_LOG: expected true or false"),

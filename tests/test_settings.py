@@ -16,6 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from omflow import cli
+from omflow.clock import SYSTEM_CLOCK
+from omflow.feeds import registry
+from omflow.feeds.service import registry_for
 from omflow.settings import (
     FEED_NAMES,
     Settings,
@@ -150,16 +153,20 @@ def test_feed_names_come_from_one_place(
 ) -> None:
     for name in FEED_NAMES:
         assert from_env({"OMFLOW_FEED": name}).feed == name
-    assert "kalshi" not in FEED_NAMES  # until the feed exists, naming it is an error
-    message = refusal_by_env("feed", "kalshi")
-    assert message == f"OMFLOW_FEED: expected one of {', '.join(FEED_NAMES)}, not 'kalshi'"
-    monkeypatch.setenv("OMFLOW_FEED", "kalshi")
+    assert from_env({"OMFLOW_FEED": "demo, odds"}).feed == "demo,odds"
+    # The registry builds exactly the names the settings accept.
+    assert set(registry.FEED_NAMES) == set(FEED_NAMES) - {"none"}
+    assert set(registry_for(SYSTEM_CLOCK).names()) == set(registry.FEED_NAMES)
+    message = refusal_by_env("feed", "kalsh")
+    listed = f"expected a comma-separated list of {', '.join(FEED_NAMES)}"
+    assert message == f"OMFLOW_FEED: {listed}, not 'kalsh'"
+    monkeypatch.setenv("OMFLOW_FEED", "kalsh")
     by_cli = refusal_by_flag(capsys, ["serve"])
     assert "OMFLOW_FEED" in by_cli
-    assert "kalshi" in by_cli
+    assert "kalsh" in by_cli
     monkeypatch.delenv("OMFLOW_FEED")
-    by_flag = refusal_by_flag(capsys, ["serve", "--feed", "kalshi"])
-    assert f"expected one of {', '.join(FEED_NAMES)}" in by_flag
+    by_flag = refusal_by_flag(capsys, ["serve", "--feed", "kalsh"])
+    assert listed in by_flag
 
 
 def test_a_new_field_is_validated_by_flag_and_env_from_its_one_line() -> None:

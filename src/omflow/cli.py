@@ -24,6 +24,7 @@ from omflow import __version__, logs
 from omflow.client import tail
 from omflow.core.keys import KeyRecord, Scope, parse_scopes
 from omflow.feeds import cli as feeds_cli
+from omflow.feeds.common import FeedConfigError
 from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
 from omflow.keystore.base import KeyStore, KeyStoreError
 from omflow.settings import (
@@ -279,7 +280,12 @@ async def _serve_async(settings: Settings) -> int:
     except KeyStoreError as error:
         print(f"omflow: {error}", file=sys.stderr)
         return 2
-    app = App(settings, store)
+    try:
+        app = App(settings, store)
+    except FeedConfigError as error:
+        print(f"omflow: {error}", file=sys.stderr)
+        await store.close()
+        return 2
     demo_secret = None
     try:
         if settings.demo_key:

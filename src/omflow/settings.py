@@ -22,8 +22,9 @@ from typing import Any
 
 from omflow.core.opportunities import parse_fees
 
-#: Names ``--feed`` accepts. Feeds add their name here (one place for flag, env and help).
-FEED_NAMES: tuple[str, ...] = ("demo", "none")
+#: Names ``--feed`` accepts (a comma list of them, or ``none``). Feeds add their name here:
+#: one place for the flag, the environment and help (``omflow.feeds.registry`` reads it).
+FEED_NAMES: tuple[str, ...] = ("none", "demo", "kalshi", "polymarket", "odds")
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error")
 
 _SPEC = "omflow.spec"
@@ -80,7 +81,12 @@ class Settings:
     data_dir: Path = setting(  # noqa: RUF009 - a field specifier, like dataclasses.field
         help="where keys.sqlite3 lives", factory=default_data_dir, metavar="DIR"
     )
-    feed: str = setting("demo", "built-in feed", choices=FEED_NAMES)
+    feed: str = setting(
+        "demo",
+        "feeds to run, comma-separated (venues read OMFLOW_<FEED>_* variables)",
+        choices=FEED_NAMES,
+        many=True,
+    )
     ping_interval: float = setting(
         25.0, "protocol ping every; no pong by the next: closed", unit="seconds", low=0.1, high=3600
     )

@@ -89,7 +89,8 @@ async def test_the_page_shows_names_dates_and_keeps_the_contest_in_the_url(
     await page.eval("location.reload()")
     await page.wait_for(f"{ROWS} > 0 && {ACTIVE} === {second!r}")
     assert await page.eval("document.getElementById('title').textContent") != ""
-    assert await page.eval("document.getElementById('status').textContent") == "live"
+    # The book can come over REST before the stream is open: wait for it, do not race it.
+    await page.wait_for("document.getElementById('status').textContent === 'live'")
 
 
 async def test_at_phone_width_nothing_is_cut_off(

@@ -19,10 +19,11 @@ from collections.abc import Callable, Mapping
 from omflow.feeds.base import Feed
 from omflow.feeds.common import FeedConfigError
 from omflow.feeds.record import Tap, no_tap
+from omflow.settings import FEED_NAMES as SETTINGS_FEED_NAMES
 from omflow.settings import Settings
 
-#: Every name ``--feed`` accepts, besides ``none``.
-FEED_NAMES = ("demo", "kalshi", "polymarket", "odds")
+#: Every name ``--feed`` accepts, besides ``none`` (the list lives with the settings).
+FEED_NAMES = tuple(name for name in SETTINGS_FEED_NAMES if name != "none")
 #: The feeds of real venues: what ``omflow record`` and ``omflow replay`` take.
 VENUE_FEEDS = ("kalshi", "polymarket", "odds")
 

@@ -28,7 +28,7 @@ from omflow.core.contest import ChannelConfig
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.opportunities import parse_fees
 from omflow.core.ratelimit import MessageLimiter
-from omflow.feeds.runner import DemoFeed
+from omflow.feeds.service import FeedService
 from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
 from omflow.server import metrics, rest
@@ -93,6 +93,8 @@ class App:
             clock,
         )
         self.keys = KeyCache(store, self._revoked, settings.key_refresh)
+        # Built here, so a feed's configuration error surfaces before anything starts.
+        self.feeds = FeedService(settings, self.ingestor, self.broker.catalog, clock)
         self.services = rest.Services(
             broker=self.broker,
             ingestor=self.ingestor,
@@ -120,10 +122,7 @@ class App:
         """Connect the broker, load the keys, open the feed, start heartbeats, and listen."""
         await self.broker.start(self.gateway.publish)
         await self.keys.start()
-        if self.settings.feed == "demo":
-            feed = DemoFeed(self.clock, self.settings.feed_interval)
-            await feed.open(self.ingestor)
-            self._spawn(feed.run(self.ingestor))
+        await self.feeds.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: HttpConnection(self, self.http_connections, self.heads),
@@ -156,6 +155,7 @@ class App:
         for task in [*self._tasks, *self._upgrades_in_flight]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._upgrades_in_flight, return_exceptions=True)
+        await self.feeds.stop()
         await self.gateway.stop()
         await self.keys.stop()
         await self.leases.close()
@@ -178,9 +178,32 @@ class App:
         self._arm_heartbeat()
 
     def _readiness(self) -> dict[str, Any] | None:
+        """Ready while accepting; a feed that is down is reported here, not a refusal (the
+        server still serves what it has), and shows as ``"degraded": true``."""
         if not self.ready:
             return None
-        return {"connections": len(self.gateway.connections), "epoch": self.broker.epoch}
+        now = self.clock.monotonic()
+        feeds = {
+            name: {
+                "state": health.state,
+                "last_message_age_s": (
+                    round(now - health.last_message_at, 3)
+                    if health.last_message_at is not None
+                    else None
+                ),
+                "gaps": health.gaps,
+                "reconnects": health.reconnects,
+                "unmatched_markets": len(health.unmatched),
+                "last_error": health.last_error,
+            }
+            for name, health in self.feeds.health().items()
+        }
+        return {
+            "connections": len(self.gateway.connections),
+            "epoch": self.broker.epoch,
+            "feeds": feeds,
+            "degraded": any(f["state"] != "connected" for f in feeds.values()),
+        }
 
     def _revoked(self, record: KeyRecord) -> None:
         closed = self.gateway.close_key(record.key_id, "api key revoked")
@@ -196,6 +219,7 @@ class App:
             stats=gateway.stats,
             latency=gateway.latency,
             partners=self.ingestor.partners,
+            feeds=self.feeds.health(),
             now=self.clock.monotonic(),
         )
 

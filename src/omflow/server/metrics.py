@@ -4,8 +4,10 @@ publish→send latency histogram, and per-partner ingest figures."""
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
+
+from omflow.feeds.base import FeedHealth
 
 #: Seconds; from 50 µs (a quiet server) to 1 s (something is badly wrong).
 LATENCY_BUCKETS = (
@@ -67,6 +69,7 @@ def render(
     stats: GatewayStatsView,
     latency: Histogram,
     partners: Mapping[str, PartnerView],
+    feeds: Mapping[str, FeedHealth],
     now: float,
 ) -> str:
     """The whole ``/metrics`` page; ``now`` is monotonic seconds (partners' staleness)."""
@@ -129,4 +132,24 @@ def render(
                 "omflow_partner_staleness_seconds": round(now - p.last_publish, 3),
             }[name]
             out.append(f'{name}{{partner_id="{partner_id}"}} {value}')
+    feed_rows: list[tuple[str, str, str, Callable[[FeedHealth], float | None]]] = [
+        ("omflow_feed_up", "gauge", "1 while the feed is connected to its source",
+         lambda h: 1 if h.state == "connected" else 0),
+        ("omflow_feed_last_message_age_seconds", "gauge", "Seconds since the feed's last message",
+         lambda h: round(now - h.last_message_at, 3) if h.last_message_at is not None else None),
+        ("omflow_feed_messages_total", "counter", "Messages the feed read", lambda h: h.messages),
+        ("omflow_feed_gaps_total", "counter", "Sequence gaps the feed re-synced after",
+         lambda h: h.gaps),
+        ("omflow_feed_reconnects_total", "counter", "Times the feed was restarted",
+         lambda h: h.reconnects),
+        ("omflow_feed_errors_total", "counter", "Times the feed failed", lambda h: h.errors),
+        ("omflow_feed_unmatched_markets", "gauge", "Venue markets matching no contest",
+         lambda h: len(h.unmatched)),
+    ]  # fmt: skip
+    for name, kind, help_text, read in feed_rows:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for feed_name, health in sorted(feeds.items()):
+            reading = read(health)
+            if reading is not None:
+                out.append(f'{name}{{feed="{feed_name}"}} {reading}')
     return "\n".join(out) + "\n"
