@@ -210,3 +210,41 @@ async def test_over_the_keys_limit_says_429_and_comes_back_when_a_slot_frees(
     await page.wait_for("document.getElementById('status').textContent === 'live'", within=15)
     assert await page.eval("document.getElementById('notice').hidden")
     assert not await page.eval("document.getElementById('panels').classList.contains('stale')")
+
+
+async def test_state_depth_and_opportunities_show_for_a_demo_game(
+    chromium: Chromium, page_factory: list[Page], demo: Server
+) -> None:
+    """The roadmap channels on the page: the game's state above its book, a position's depth
+    on a click, and the open opportunities with their legs and edge."""
+    secret = await demo.key()
+    page = await open_page(chromium, page_factory, DESKTOP)
+    await page.goto(f"http://127.0.0.1:{demo.port}/#key={secret}")
+    await page.wait_for(f"{ROWS} > 0")
+    contest = await page.eval(ACTIVE)
+    # State: the demo plays its games, so a started one shows its status badge and score.
+    await page.wait_for("document.querySelector('#state .badge') !== null")
+    # Depth: a click on a row opens its ladders, one per partner quoting it.
+    await page.eval("document.querySelector('#book tbody tr').click()")
+    await page.wait_for("document.querySelectorAll('#ladders .ladder').length > 0")
+    assert await page.eval("!document.getElementById('depth-panel').hidden")
+    # Opportunities: two partners each offering one side far below anyone else make the best
+    # arbitrage of the moneyline.
+    positions = await page.eval(
+        "[...document.querySelectorAll('#book tbody tr')].map(r => r.dataset.position)"
+        ".filter(p => p.includes(':mk_ml:') && p.endsWith(':tf_full'))"
+    )
+    home = next(p for p in positions if ":side_home:" in p)
+    away = next(p for p in positions if ":side_away:" in p)
+    for partner, position, price in (("arb_a", home, 0.011), ("arb_b", away, 0.012)):
+        await demo.publish(
+            contest,
+            [{"liquidity_hash": f"{partner}:{position}", "price": price, "available": 250}],
+            partner_id=partner,
+        )
+    await page.wait_for("document.querySelectorAll('#opps tbody tr').length > 0")
+    row = await page.eval("document.querySelector('#opps tbody tr').textContent")
+    assert "arb_a" in row
+    assert "arb_b" in row
+    assert "%" in row  # the edge
+    assert "0.0230" in row  # the cost: 0.011 + 0.012
