@@ -19,9 +19,9 @@ import asyncpg
 import orjson
 import pytest
 import uvloop
-from tests.services import POSTGRES_URL, unavailable
+from tests.services import POSTGRES_URL, REDIS_URL, unavailable
 
-from omflow.broker.base import Broker
+from omflow.broker.base import Broker, Leases
 from omflow.core.keys import KeyRecord, parse_scopes
 from omflow.keystore import open_keystore
 from omflow.keystore.base import KeyStore
@@ -168,8 +168,10 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
     """
     running: list[tuple[App, KeyStore]] = []
 
-    async def start(broker: Broker | None = None, **overrides: Any) -> Server:
-        """A server with these settings overrides (and, if given, this broker)."""
+    async def start(
+        broker: Broker | None = None, leases: Leases | None = None, **overrides: Any
+    ) -> Server:
+        """A server with these settings overrides (and, if given, this broker and leases)."""
         data_dir = tmp_path / f"server{len(running)}"
         values: dict[str, Any] = {
             "port": 0,
@@ -180,7 +182,7 @@ async def make_server(tmp_path: Path) -> AsyncIterator[ServerFactory]:
         values.update(overrides)
         settings = Settings(**values)
         store = await open_keystore(settings.keys, settings.data_dir)
-        app = App(settings, store, broker=broker)
+        app = App(settings, store, broker=broker, leases=leases)
         await app.start()
         running.append((app, store))
         return Server(app, store)
@@ -235,3 +237,55 @@ async def postgres_keys(postgres_schema: str) -> str:
     """A URL of a migrated, empty PostgreSQL key store in a schema of its own."""
     await migrate(postgres_schema)
     return postgres_schema
+
+
+# --- Redis ---------------------------------------------------------------------------------
+
+
+async def _redis_or_skip(url: str) -> None:
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as error:
+        unavailable("Redis", f"cannot reach {url}: {error}")
+    finally:
+        await client.aclose()
+
+
+async def delete_prefix(url: str, prefix: str) -> None:
+    """Delete every key under ``prefix``."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url, socket_timeout=5)
+    try:
+        batch: list[bytes] = []
+        async for name in client.scan_iter(match=f"{prefix}*", count=1000):
+            batch.append(name)
+            if len(batch) >= 1000:
+                await client.delete(*batch)
+                batch.clear()
+        if batch:
+            await client.delete(*batch)
+    finally:
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of its own on the shared Redis, deleted on the way out."""
+    await _redis_or_skip(REDIS_URL)
+    prefix = f"omft_{secrets.token_hex(6)}:"
+    try:
+        yield prefix
+    finally:
+        await delete_prefix(REDIS_URL, prefix)
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own on the shared Redis, deleted after the test."""
+    async with fresh_redis_prefix() as prefix:
+        yield prefix

@@ -16,6 +16,8 @@ import pytest
 POSTGRES_URL = os.environ.get(
     "OMFLOW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+#: The shared Redis server. Tests work under a key prefix of their own and delete it after.
+REDIS_URL = os.environ.get("OMFLOW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def services_required() -> bool:

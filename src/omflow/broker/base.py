@@ -62,12 +62,22 @@ class Broker(Protocol):
     epoch: str
     #: This process's view of the shared catalog (kept current by the broker).
     catalog: Catalog
+    #: Whether the shared state can be read and written now (``/readyz`` shows it).
+    available: bool
 
     async def start(self, deliver: Deliver) -> None:
         """Connect, learn the epoch, and send this process's events to ``deliver``."""
         ...
 
     async def close(self) -> None: ...
+
+    def on_new_epoch(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(epoch)`` when the shared history was lost and a new one began.
+
+        Every book, seq and history is gone then: whoever feeds the book (the feeds, through
+        the ``Ingestor``) re-sends its full books.
+        """
+        ...
 
     # writing ---------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ take its new seqs for the old ones.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from omflow.broker.base import Applied, Deliver, Event
 from omflow.core.catalog import Catalog
@@ -37,6 +37,7 @@ class MemoryBroker:
         self.contests: dict[str, LiveContest] = {}
         self.catalog = Catalog()
         self.epoch = secrets.token_hex(6)
+        self.available = True
         self._deliver: Deliver | None = None
 
     async def start(self, deliver: Deliver) -> None:
@@ -44,6 +45,9 @@ class MemoryBroker:
 
     async def close(self) -> None:
         self._deliver = None
+
+    def on_new_epoch(self, callback: Callable[[str], None]) -> None:
+        """The epoch of one process's memory never changes while it runs."""
 
     async def apply(self, batch: Batch, now_ms: int) -> Applied:
         return self.apply_now(batch, now_ms)

@@ -29,3 +29,19 @@ def parse_iso_ms(text: str) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return round(parsed.timestamp() * 1000)
+
+
+def parse_wire_ms(text: str) -> int:
+    """Milliseconds of a wire timestamp ``iso_ms`` wrote (``2026-04-17T22:00:01.234Z``).
+
+    The fast inverse of ``iso_ms`` for events read back from a broker: the seconds are parsed
+    once per second; anything else goes through ``parse_iso_ms``.
+    """
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        return _second_of(text[:19]) * 1000 + int(text[20:23])
+    return parse_iso_ms(text)
+
+
+@lru_cache(maxsize=64)
+def _second_of(prefix: str) -> int:
+    return parse_iso_ms(prefix + "Z") // 1000

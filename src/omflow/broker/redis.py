@@ -1,0 +1,985 @@
+"""The Redis broker: one book, one seq per topic, one history and one catalog for every process.
+
+Keys (``P`` is the prefix, ``omf:`` by default). Every key of a contest carries the contest id
+as its hash tag, so a contest lives in one slot of a Redis Cluster and one script can write it::
+
+    P{ct_abc}:meta          hash    v (version), epoch, seq, at (updated_at_ms)
+    P{ct_abc}:book          hash    liquidity_hash -> [partner_id, price, available, at]
+    P{ct_abc}:h:liquidity   stream  the contest's events: id "<seq>-0", field d = wire JSON
+    P:epoch                 string  the epoch, drawn by the first process (SET NX)
+    P:contests              set     every contest published for
+    P:catalog               hash    "league:ID" | "participant:ID" | "contest:ID" -> JSON
+    pub/sub P:ev:liquidity:ct_abc   "<epoch> <wire JSON>" per event, in seq order
+    pub/sub P:catalog               the catalog items just added
+
+**How seq stays exact.** A writer (any process) keeps each contest it writes as a
+``ContestBook`` at a version, applies a batch to it in Python with the same code as the memory
+broker, and sends the result to ``APPLY``: one generic script that writes the changed entries,
+the new seq, the events (history stream and pub/sub) and version + 1 — only if the contest is
+still at the version (and epoch) the writer read. Scripts run one at a time, so for one contest
+exactly one writer wins each version and its events carry the next seqs; a writer that lost
+reloads the contest and applies its batch again. Events are published inside the script, so
+every process receives them in seq order whoever wrote them. Batches that queue for a contest
+while its write is in flight go in the next script together (group commit).
+
+**Epoch.** ``P:epoch`` names the history the seqs belong to; each contest's meta records the
+epoch it was written in, and a contest of another epoch counts as absent. A Redis that comes
+back empty has no epoch: the first process to notice draws a new one, every process drops its
+cached contests, its gateway gets a ``refresh_required`` with the new seq for every followed
+topic, and ``on_new_epoch`` listeners (feeds) re-send their books.
+
+**Faults.** One pub/sub connection per process carries its followed topics. When it breaks,
+writes are refused (``Unavailable``: the ingest answers 503) until it is back: the process
+reconnects with capped jittered backoff, checks the epoch, subscribes again, then for each
+followed topic replays what it missed from the history stream, or sends a refresh where the
+stream no longer reaches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from omflow.broker.backoff import Backoff
+from omflow.broker.base import Applied, Deliver, Event, Unavailable
+from omflow.clock import SYSTEM_CLOCK, Clock
+from omflow.core import protocol
+from omflow.core.book import DEFAULT_HISTORY, DEFAULT_MAX_ENTRIES_PER_EVENT, ContestBook
+from omflow.core.catalog import Catalog
+from omflow.core.channels import CHANNELS, LIQUIDITY
+from omflow.core.model import (
+    Batch,
+    Contest,
+    Entry,
+    League,
+    LiquidityEvent,
+    LiquiditySnapshot,
+    Participant,
+)
+
+log = logging.getLogger("omflow.broker")
+
+DEFAULT_PREFIX = "omf:"
+#: Tries of one group of batches against writers of other processes before giving up.
+MAX_ATTEMPTS = 8
+#: Seconds between epoch checks and pub/sub pings; three missed pongs mean a dead connection.
+CHECK_INTERVAL_S = 1.0
+#: A command that takes longer than this means Redis is not answering.
+COMMAND_TIMEOUT_S = 2.0
+# The one write path. Generic: it knows nothing of books, only "apply these writes if the
+# contest is still at the version (and in the epoch) the writer read".
+#   KEYS:  meta, book, history streams...
+#   ARGV:  expected epoch ('' = absent), expected version, epoch, history length,
+#          #hset pairs, #hdel fields, #meta pairs, #events,
+#          hset pairs..., hdel fields..., meta pairs..., events (stream key index, seq,
+#          channel, payload)...
+#   Returns {1, version} when applied (or nothing to write), {0, version} when outdated.
+_APPLY = """
+local meta, book = KEYS[1], KEYS[2]
+local stored = redis.call('HMGET', meta, 'epoch', 'v')
+local stored_epoch = stored[1] or ''
+local version = tonumber(stored[2]) or 0
+if stored_epoch ~= ARGV[1] or version ~= tonumber(ARGV[2]) then
+  return {0, version}
+end
+local epoch, maxlen = ARGV[3], ARGV[4]
+local n_set, n_del = tonumber(ARGV[5]), tonumber(ARGV[6])
+local n_meta, n_events = tonumber(ARGV[7]), tonumber(ARGV[8])
+if n_set + n_del + n_meta + n_events == 0 then
+  return {1, version}
+end
+if stored_epoch ~= epoch then
+  -- The contest's state is of another history (or there is none): it starts afresh.
+  redis.call('DEL', unpack(KEYS))
+  version = 0
+end
+local i = 9
+local last = i + 2 * n_set - 1
+while i <= last do
+  local j = math.min(i + 999, last)  -- unpack has a stack limit: 1000 arguments a call
+  redis.call('HSET', book, unpack(ARGV, i, j))
+  i = j + 1
+end
+last = i + n_del - 1
+while i <= last do
+  local j = math.min(i + 999, last)
+  redis.call('HDEL', book, unpack(ARGV, i, j))
+  i = j + 1
+end
+version = version + 1
+redis.call('HSET', meta, 'v', version, 'epoch', epoch)
+if n_meta > 0 then
+  redis.call('HSET', meta, unpack(ARGV, i, i + 2 * n_meta - 1))
+  i = i + 2 * n_meta
+end
+local checked = {}
+for _ = 1, n_events do
+  local stream, seq = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
+  local channel, payload = ARGV[i + 2], ARGV[i + 3]
+  if not checked[stream] then
+    -- Never let XADD fail half-way: ids left by another history go first.
+    checked[stream] = true
+    local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+    if #top > 0 and tonumber(string.match(top[1][1], '^(%d+)')) >= tonumber(seq) then
+      redis.call('DEL', stream)
+    end
+  end
+  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'd', payload)
+  redis.call('PUBLISH', channel, epoch .. ' ' .. payload)
+  i = i + 4
+end
+return {1, version}
+"""
+
+
+@dataclass(slots=True)
+class _Writer:
+    """This process's cached state of one contest, and the batches waiting to be written."""
+
+    contest_id: str
+    book: ContestBook | None = None  # None: (re)load before the next write
+    stored_epoch: str = ""  # the epoch the stored state had when read ('' when absent)
+    version: int = 0
+    loaded_in: str = ""  # this process's epoch when it was read
+    busy: bool = False
+    queue: list[tuple[Batch, int, asyncio.Future[Applied]]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Topic:
+    """A (channel, topic) this process follows, and how far its events have reached it."""
+
+    channel: str
+    topic: str
+    pubsub: bytes
+    decode: Callable[[bytes], Any]
+    seen: int | None = None  # the newest seq handed to the gateway
+    base: int | None = None  # the seq when the subscription was confirmed
+    requested: bool = False  # SUBSCRIBE sent on the current connection
+    confirmed: bool = False  # ... and Redis confirmed it, with nothing sent since
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+class Keys:
+    """Names of every key and channel under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("a Redis key prefix may not contain '{' or '}' (hash tags)")
+        self.prefix = prefix
+        self.epoch = f"{prefix}epoch"
+        self.contests = f"{prefix}contests"
+        self.catalog = f"{prefix}catalog"
+        self.catalog_channel = f"{prefix}catalog".encode()
+        self._events = f"{prefix}ev:"
+
+    def meta(self, contest_id: str) -> str:
+        return f"{self.prefix}{{{contest_id}}}:meta"
+
+    def book(self, contest_id: str) -> str:
+        return f"{self.prefix}{{{contest_id}}}:book"
+
+    def history(self, channel: str, topic: str) -> str:
+        return f"{self.prefix}{{{_contest_of(topic)}}}:h:{channel}"
+
+    def pubsub(self, channel: str, topic: str) -> bytes:
+        return f"{self._events}{channel}:{topic}".encode()
+
+    def lease(self, key_id: str) -> str:
+        return f"{self.prefix}lease:{{{key_id}}}"
+
+
+def _contest_of(topic: str) -> str:
+    """The contest a topic belongs to (a contest id, or a position hash that starts with it)."""
+    return topic.split(":", 1)[0]
+
+
+def _check(channel: str) -> None:
+    if channel != LIQUIDITY:
+        raise ValueError(f"channel {channel!r} is not served by this broker")
+
+
+def _entry_bytes(entry: Entry) -> bytes:
+    return orjson.dumps([entry.partner_id, entry.price, entry.available, entry.updated_at_ms])
+
+
+def _entries(raw: dict[bytes, bytes]) -> dict[str, Entry]:
+    entries: dict[str, Entry] = {}
+    for liquidity_hash, value in raw.items():
+        partner_id, price, available, at = orjson.loads(value)
+        entries[liquidity_hash.decode()] = Entry(partner_id, price, available, at)
+    return entries
+
+
+def _int(value: bytes | None) -> int:
+    return int(value) if value else 0
+
+
+def catalog_fields(
+    leagues: Iterable[League], participants: Iterable[Participant], contests: Iterable[Contest]
+) -> dict[str, bytes]:
+    """Catalog items as the fields of the shared catalog hash."""
+    found: dict[str, bytes] = {}
+    for kind, items in (("league", leagues), ("participant", participants), ("contest", contests)):
+        for item in items:
+            found[f"{kind}:{item.id}"] = orjson.dumps(item)
+    return found
+
+
+def add_catalog_fields(catalog: Catalog, raw: dict[Any, Any]) -> None:
+    """Put fields of the shared catalog hash into a process's mirror."""
+    leagues: list[League] = []
+    participants: list[Participant] = []
+    contests: list[Contest] = []
+    for name, value in raw.items():
+        kind, _, _ = (name.decode() if isinstance(name, bytes) else name).partition(":")
+        data = orjson.loads(value)
+        if kind == "league":
+            leagues.append(League(**data))
+        elif kind == "participant":
+            participants.append(Participant(**{**data, "aliases": tuple(data["aliases"])}))
+        elif kind == "contest":
+            contests.append(Contest(**{**data, "participants": tuple(data["participants"])}))
+    catalog.add(leagues, participants, contests)
+
+
+def connect(url: str, timeout_s: float = COMMAND_TIMEOUT_S) -> aioredis.Redis:
+    """A client for commands: no retries of its own (a failure is ``Unavailable`` at once)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+class RedisBroker:
+    """The shared book, seqs, history and catalog, and events between processes, on Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
+        history: int = DEFAULT_HISTORY,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        check_interval_s: float = CHECK_INTERVAL_S,
+        rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.max_entries_per_event = max_entries_per_event
+        self.history_length = history
+        self.backoff = backoff or Backoff()
+        self.check_interval_s = check_interval_s
+        self.catalog = Catalog()
+        self.epoch = ""
+        self.available = False
+        self.redis = connect(url)
+        self._pubsub_pool = ConnectionPool.from_url(url, socket_timeout=None)
+        self._apply = self.redis.register_script(_APPLY)
+        self._sleep = sleep
+        self.clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._deliver: Deliver | None = None
+        self._writers: dict[str, _Writer] = {}
+        self._topics: dict[bytes, _Topic] = {}
+        #: Per pub/sub channel, SUBSCRIBE / UNSUBSCRIBE sent and not yet confirmed.
+        self._pending: dict[bytes, int] = {}
+        self._unsubscribe: set[bytes] = set()
+        self._conn: AbstractConnection | None = None
+        self._held: list[tuple[_Topic, Event, bytes]] | None = None
+        self._listeners: list[Callable[[str], None]] = []
+        self._epoch_lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._up = asyncio.Event()
+        self._last_pong = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # lifespan ----------------------------------------------------------------------------------
+
+    async def start(self, deliver: Deliver, timeout_s: float = 5.0) -> None:
+        """Connect (or raise ``Unavailable``), learn the epoch and the catalog, and follow."""
+        self._deliver = deliver
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.redis.ping()
+        except (RedisError, OSError, TimeoutError) as error:
+            await self.redis.aclose()
+            raise Unavailable(f"cannot reach Redis at {_redact(self.url)}: {error}") from None
+        loop = asyncio.get_running_loop()
+        self._runner = loop.create_task(self._run())
+        self._spawn(self._subscriber())
+        self._spawn(self._watch())
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._up.wait()
+        except TimeoutError:
+            await self.close()
+            raise Unavailable(f"cannot follow events on Redis at {_redact(self.url)}") from None
+
+    async def close(self) -> None:
+        self._closing = True
+        self.available = False
+        tasks = [*self._tasks, *([self._runner] if self._runner is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._conn is not None:
+            await self._conn.disconnect()
+        await self._pubsub_pool.aclose()
+        await self.redis.aclose()
+        self._deliver = None
+
+    def on_new_epoch(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(epoch)`` when the shared history is found lost and starts anew."""
+        self._listeners.append(callback)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # writing -----------------------------------------------------------------------------------
+
+    async def apply(self, batch: Batch, now_ms: int) -> Applied:
+        if not self.available:
+            raise Unavailable("Redis is unreachable")
+        writer = self._writers.get(batch.contest_id)
+        if writer is None:
+            writer = self._writers[batch.contest_id] = _Writer(batch.contest_id)
+        done: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
+        writer.queue.append((batch, now_ms, done))
+        if not writer.busy:
+            writer.busy = True
+            try:
+                while writer.queue:
+                    group, writer.queue = writer.queue, []
+                    await self._commit(writer, group)
+            finally:
+                writer.busy = False
+                if writer.queue:  # cancelled with batches still waiting: they go on their own
+                    self._spawn(self._drain_writer(writer))
+        return await done
+
+    async def _drain_writer(self, writer: _Writer) -> None:
+        if writer.busy:
+            return
+        writer.busy = True
+        try:
+            while writer.queue:
+                group, writer.queue = writer.queue, []
+                await self._commit(writer, group)
+        finally:
+            writer.busy = False
+
+    async def _commit(
+        self, writer: _Writer, group: list[tuple[Batch, int, asyncio.Future[Applied]]]
+    ) -> None:
+        """Write one group of batches to a contest; settle every batch's future."""
+        try:
+            results = await self._write(writer, group)
+        except Unavailable as error:
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(Unavailable(str(error)))
+            return
+        except BaseException as error:
+            writer.book = None
+            for _, _, done in group:
+                if not done.done():
+                    done.set_exception(Unavailable(f"write failed: {error!r}"))
+            raise
+        for (_, _, done), result in zip(group, results, strict=True):
+            if not done.done():
+                done.set_result(result)
+
+    async def _write(
+        self, writer: _Writer, group: list[tuple[Batch, int, asyncio.Future[Applied]]]
+    ) -> list[Applied]:
+        contest_id = writer.contest_id
+        keys = self.keys
+        stream = keys.history(LIQUIDITY, contest_id)
+        channel = keys.pubsub(LIQUIDITY, contest_id)
+        for _ in range(MAX_ATTEMPTS):
+            if not self.available:
+                raise Unavailable("Redis is unreachable")
+            book = writer.book
+            if book is None or writer.loaded_in != self.epoch:
+                book = await self._load(writer)
+            epoch = writer.loaded_in
+            results: list[Applied] = []
+            events: list[LiquidityEvent] = []
+            touched: set[str] = set()
+            for batch, now_ms, _ in group:
+                event = book.apply(batch, now_ms, self.max_entries_per_event)
+                touched.update(change.liquidity_hash for change in book.last_changed)
+                if event is None:
+                    results.append(Applied([], book.seq))
+                else:
+                    events.append(event)
+                    results.append(Applied([event], book.seq))
+            sets: list[Any] = []
+            dels: list[str] = []
+            entries = book.entries
+            for liquidity_hash in touched:
+                entry = entries.get(liquidity_hash)
+                if entry is None:
+                    dels.append(liquidity_hash)
+                else:
+                    sets += (liquidity_hash, _entry_bytes(entry))
+            meta: list[Any] = ["seq", book.seq, "at", book.updated_at_ms] if events else []
+            args: list[Any] = [
+                writer.stored_epoch,
+                writer.version,
+                epoch,
+                self.history_length,
+                len(sets) // 2,
+                len(dels),
+                len(meta) // 2,
+                len(events),
+                *sets,
+                *dels,
+                *meta,
+            ]
+            for event in events:
+                args += (3, event.seq, channel, protocol.encode_event(event))
+            writer.book = None  # unknown until the script answers
+            try:
+                if writer.version == 0 and events:
+                    pipe = self.redis.pipeline(transaction=False)
+                    pipe.sadd(keys.contests, contest_id)
+                    await self._apply(
+                        keys=[keys.meta(contest_id), keys.book(contest_id), stream],
+                        args=args,
+                        client=pipe,
+                    )
+                    replies = await pipe.execute()
+                    ok, version = replies[-1]
+                else:
+                    ok, version = await self._apply(
+                        keys=[keys.meta(contest_id), keys.book(contest_id), stream], args=args
+                    )
+            except (RedisError, OSError) as error:
+                raise Unavailable(f"Redis did not answer: {error}") from None
+            if ok and epoch == self.epoch:
+                writer.book = book
+                writer.version = version
+                writer.stored_epoch = epoch
+                return results
+            # Another writer got there first (or the epoch moved on): read again, apply again.
+        raise Unavailable(f"contest {contest_id} is written too often from elsewhere; retry")
+
+    async def _load(self, writer: _Writer) -> ContestBook:
+        """Read a contest's stored state into ``writer``."""
+        contest_id = writer.contest_id
+        had = writer.version
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(self.keys.meta(contest_id), "epoch", "v", "seq", "at")
+            pipe.hgetall(self.keys.book(contest_id))
+            (stored_epoch, version, seq, at), raw = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"Redis did not answer: {error}") from None
+        stored = stored_epoch.decode() if stored_epoch else ""
+        if (stored and stored != self.epoch) or (had and not stored):
+            # Written in another epoch, or gone since this process wrote it: the history may
+            # have been lost. Learn the epoch (this may start a new one) before writing.
+            await self.check_epoch()
+        writer.stored_epoch = stored
+        writer.version = _int(version)
+        writer.loaded_in = self.epoch
+        if stored == self.epoch:
+            book = ContestBook.restore(contest_id, _int(seq), _entries(raw), _int(at), 0)
+        else:
+            book = ContestBook(contest_id, 0)
+        writer.book = book
+        return book
+
+    async def add_catalog(
+        self,
+        leagues: Iterable[League] = (),
+        participants: Iterable[Participant] = (),
+        contests: Iterable[Contest] = (),
+    ) -> None:
+        leagues, participants, contests = list(leagues), list(participants), list(contests)
+        self.catalog.add(leagues, participants, contests)
+        fields = catalog_fields(leagues, participants, contests)
+        if fields:
+            await self._write_catalog(fields)
+
+    async def _write_catalog(self, fields: dict[str, bytes]) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(self.keys.catalog, mapping=fields)  # type: ignore[arg-type]
+            notice = orjson.dumps({name: value.decode() for name, value in fields.items()})
+            pipe.publish(self.keys.catalog, notice)
+            await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"the catalog cannot be written: {error}") from None
+
+    # following ---------------------------------------------------------------------------------
+
+    def follow(self, channel: str, topic: str) -> None:
+        _check(channel)
+        name = self.keys.pubsub(channel, topic)
+        if name in self._topics:
+            return
+        decode = CHANNELS[channel].decode_event
+        assert decode is not None
+        self._topics[name] = _Topic(channel, topic, name, decode)
+        self._dirty.set()
+
+    def unfollow(self, channel: str, topic: str) -> None:
+        name = self.keys.pubsub(channel, topic)
+        found = self._topics.pop(name, None)
+        if found is not None:
+            if found.requested:
+                self._unsubscribe.add(name)
+            for waiter in found.waiters:
+                if not waiter.done():
+                    waiter.set_exception(Unavailable(f"{channel} {topic} is no longer followed"))
+            self._dirty.set()
+
+    async def following(self, channel: str, topic: str) -> None:
+        found = self._topics.get(self.keys.pubsub(channel, topic))
+        if found is None:
+            raise Unavailable(f"{channel} {topic} is not followed")
+        if found.confirmed:
+            return
+        if not self.available:
+            raise Unavailable("Redis is unreachable")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        found.waiters.append(waiter)
+        try:
+            async with asyncio.timeout(COMMAND_TIMEOUT_S * 2):
+                await waiter
+        except TimeoutError:
+            raise Unavailable(f"Redis did not confirm following {channel} {topic}") from None
+
+    # reading -----------------------------------------------------------------------------------
+
+    async def _meta_and(self, contest_id: str, *reads: Callable[[Any], Any]) -> list[Any]:
+        """The contest's (epoch, seq) and what ``reads`` add to the same transaction."""
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(self.keys.meta(contest_id), "epoch", "seq")
+            for read in reads:
+                read(pipe)
+            return list(await pipe.execute())
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"Redis did not answer: {error}") from None
+
+    def _current(self, meta: list[bytes | None]) -> int | None:
+        """The seq of a contest's meta, ``None`` if absent in this epoch."""
+        stored_epoch, seq = meta
+        if not stored_epoch or stored_epoch.decode() != self.epoch:
+            return None
+        return _int(seq)
+
+    async def history(self, channel: str, topic: str, since: int) -> list[Event] | None:
+        _check(channel)
+        stream = self.keys.history(channel, topic)
+        meta, raw = await self._meta_and(
+            topic,
+            lambda pipe: pipe.xrange(stream, f"{since + 1}-0", "+", count=self.history_length + 1),
+        )
+        current = self._current(meta)
+        if current is None:
+            return [] if since == 0 else None
+        replay = _replay(raw, since, current, CHANNELS[channel].decode_event)
+        return None if replay is None else [event for event, _ in replay]
+
+    async def snapshot(self, channel: str, topic: str) -> Any:
+        _check(channel)
+        found = await self.liquidity(topic)
+        return found if found is not None else LiquiditySnapshot(topic, 0, {})
+
+    async def seq(self, channel: str, topic: str) -> int:
+        _check(channel)
+        (meta,) = await self._meta_and(topic)
+        return self._current(meta) or 0
+
+    async def liquidity(self, contest_id: str) -> LiquiditySnapshot | None:
+        book = self.keys.book(contest_id)
+        meta, raw = await self._meta_and(contest_id, lambda pipe: pipe.hgetall(book))
+        current = self._current(meta)
+        if current is None:
+            return None
+        return LiquiditySnapshot(contest_id, current, _entries(raw))
+
+    async def contest_ids(self) -> list[str]:
+        try:
+            members = await self.redis.smembers(self.keys.contests)
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"Redis did not answer: {error}") from None
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    # the epoch ---------------------------------------------------------------------------------
+
+    async def check_epoch(self) -> None:
+        """Read the shared epoch (drawing a new one if it is gone) and act if it changed."""
+        async with self._epoch_lock:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(self.keys.epoch, secrets.token_hex(6), nx=True)
+                pipe.get(self.keys.epoch)
+                _, current = await pipe.execute()
+            except (RedisError, OSError) as error:
+                raise Unavailable(f"Redis did not answer: {error}") from None
+            epoch = current.decode() if isinstance(current, bytes) else str(current)
+            if epoch == self.epoch:
+                return
+            first = not self.epoch
+            self.epoch = epoch
+            if first:
+                return
+            log.warning("the shared history was lost (Redis came back empty): epoch %s", epoch)
+            await self._new_epoch()
+
+    async def _new_epoch(self) -> None:
+        """The history is new: forget cached contests, refresh every followed topic."""
+        for writer in self._writers.values():
+            writer.book = None
+        held = self._hold()
+        try:
+            topics = list(self._topics.values())
+            for found in topics:
+                found.seen = None
+                found.base = None
+            seqs = await self._seqs(topics)
+            for found, seq in zip(topics, seqs, strict=True):
+                self._refresh(found, seq)
+        finally:
+            self._release(held)
+        if self.catalog.leagues or self.catalog.participants or self.catalog.contests:
+            catalog = self.catalog
+            self._spawn(
+                self._write_catalog(
+                    catalog_fields(
+                        catalog.leagues.values(),
+                        catalog.participants.values(),
+                        catalog.contests.values(),
+                    )
+                )
+            )
+        for listener in self._listeners:
+            try:
+                listener(self.epoch)
+            except Exception:
+                log.exception("a new-epoch listener failed")
+
+    async def _seqs(self, topics: list[_Topic]) -> list[int]:
+        if not topics:
+            return []
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for found in topics:
+                pipe.hmget(self.keys.meta(_contest_of(found.topic)), "epoch", "seq")
+            replies = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"Redis did not answer: {error}") from None
+        return [self._current(meta) or 0 for meta in replies]
+
+    # delivery ----------------------------------------------------------------------------------
+
+    def _hold(self) -> bool:
+        """Hold live events back (while a repair reads); ``False`` if already holding."""
+        if self._held is not None:
+            return False
+        self._held = []
+        return True
+
+    def _release(self, held: bool) -> None:
+        if not held:
+            return
+        waiting, self._held = self._held or [], None
+        for found, event, payload in waiting:
+            self._hand_over(found, event, payload)
+
+    def _hand_over(self, found: _Topic, event: Event, payload: bytes) -> None:
+        if found.seen is not None and event.seq <= found.seen:
+            return  # a replay already delivered it
+        if self._topics.get(found.pubsub) is not found:
+            return  # no longer followed
+        found.seen = event.seq
+        if self._deliver is not None:
+            self._deliver(event, payload)
+
+    def _refresh(self, found: _Topic, seq: int) -> None:
+        """Every local subscriber of the topic re-fetches: a refresh at the current seq."""
+        found.seen = seq
+        if self._deliver is not None and self._topics.get(found.pubsub) is found:
+            event = LiquidityEvent(found.topic, seq, (), True, self.clock.ms())
+            self._deliver(event, protocol.encode_event(event))
+
+    def _on_message(self, name: bytes, data: bytes) -> None:
+        found = self._topics.get(name)
+        if found is None:
+            if name == self.keys.catalog_channel:
+                add_catalog_fields(self.catalog, orjson.loads(data))
+            return
+        space = data.find(b" ")
+        if data[:space].decode() != self.epoch:
+            # Written in an epoch this process does not know: it may be behind.
+            self._spawn(self._check_epoch_quietly())
+            return
+        payload = data[space + 1 :]
+        event = found.decode(payload)
+        held = self._held
+        if held is not None:
+            held.append((found, event, payload))
+            return
+        self._hand_over(found, event, payload)
+
+    async def _check_epoch_quietly(self) -> None:
+        with contextlib.suppress(Unavailable):
+            await self.check_epoch()
+
+    # the pub/sub connection --------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Keep the pub/sub connection up: connect, catch up, read; on failure, back off."""
+        attempt = 0
+        while not self._closing:
+            try:
+                await self._connect_and_read()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, Unavailable, TimeoutError) as error:
+                was_up = self.available
+                self.available = False
+                self._up.clear()
+                self._unconfirm()
+                if was_up:
+                    log.warning("lost Redis (%s); publishes are refused until it is back", error)
+                    attempt = 0
+            except Exception:
+                self.available = False
+                self._up.clear()
+                self._unconfirm()
+                log.exception("the Redis pub/sub reader failed; reconnecting")
+            finally:
+                if self._conn is not None:
+                    conn, self._conn = self._conn, None
+                    with contextlib.suppress(Exception):
+                        await conn.disconnect()
+            if self._closing:
+                return
+            await self._sleep(self.backoff.delay(attempt, self._rng.random()))
+            attempt += 1
+
+    def _unconfirm(self) -> None:
+        self._pending.clear()
+        self._unsubscribe.clear()
+        for found in self._topics.values():
+            found.confirmed = False
+            found.requested = False
+            for waiter in found.waiters:
+                if not waiter.done():
+                    waiter.set_exception(Unavailable("Redis is unreachable"))
+            found.waiters.clear()
+
+    async def _connect_and_read(self) -> None:
+        conn = self._pubsub_pool.make_connection()  # type: ignore[no-untyped-call]
+        self._conn = conn
+        await conn.connect()
+        await self.check_epoch()
+        held = self._hold()
+        try:
+            names = [self.keys.catalog_channel, *self._topics]
+            for found in self._topics.values():
+                found.requested = True
+                self._pending[found.pubsub] = 1
+            await conn.send_command("SUBSCRIBE", *names)
+            waiting = set(names)
+            while waiting:
+                self._read_one(await conn.read_response(push_request=True), waiting)
+            raw = await self.redis.hgetall(self.keys.catalog)
+            add_catalog_fields(self.catalog, raw)
+            await self._repair(list(self._topics.values()))
+        finally:
+            self._release(held)
+        self.available = True
+        self._up.set()
+        self._last_pong = asyncio.get_running_loop().time()
+        self._dirty.set()
+        while True:
+            self._read_one(await conn.read_response(push_request=True), None)
+
+    def _read_one(self, reply: Any, waiting: set[bytes] | None) -> None:
+        kind = reply[0]
+        if kind == b"message":
+            self._on_message(reply[1], reply[2])
+        elif kind in (b"subscribe", b"unsubscribe"):
+            name = reply[1]
+            if waiting is not None:
+                waiting.discard(name)
+            left = self._pending.get(name, 0) - 1
+            if left > 0:
+                self._pending[name] = left
+                return  # more commands for this channel are on their way: wait for the last
+            self._pending.pop(name, None)
+            found = self._topics.get(name)
+            if found is None:
+                return
+            found.confirmed = kind == b"subscribe"
+            if found.confirmed:
+                if found.base is None and found.seen is None:
+                    self._spawn(self._read_base(found))
+                for waiter in found.waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+                found.waiters.clear()
+        elif kind == b"pong":
+            self._last_pong = asyncio.get_running_loop().time()
+
+    async def _read_base(self, found: _Topic) -> None:
+        with contextlib.suppress(Unavailable):
+            (seq,) = await self._seqs([found])
+            if found.base is None:
+                found.base = seq
+
+    async def _repair(self, topics: list[_Topic]) -> None:
+        """After a reconnect: replay what each followed topic missed, or refresh it."""
+        todo = [t for t in topics if t.seen is not None or t.base is not None]
+        if not todo:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for found in todo:
+            since = found.seen if found.seen is not None else found.base
+            assert since is not None
+            contest_id = _contest_of(found.topic)
+            pipe.hmget(self.keys.meta(contest_id), "epoch", "seq")
+            pipe.xrange(
+                self.keys.history(found.channel, found.topic),
+                f"{since + 1}-0",
+                "+",
+                count=self.history_length + 1,
+            )
+        replies = await pipe.execute()
+        replayed = refreshed = 0
+        for i, found in enumerate(todo):
+            since = found.seen if found.seen is not None else found.base
+            assert since is not None
+            current = self._current(replies[2 * i]) or 0
+            if current == since:
+                continue
+            events = (
+                _replay(replies[2 * i + 1], since, current, found.decode)
+                if current > since
+                else None
+            )
+            if events is None:
+                refreshed += 1
+                self._refresh(found, current)
+                continue
+            replayed += len(events)
+            for event, payload in events:
+                self._hand_over(found, event, payload)
+        if replayed or refreshed:
+            log.info(
+                "after reconnecting: %d event(s) replayed, %d topic(s) refreshed",
+                replayed,
+                refreshed,
+            )
+
+    async def _subscriber(self) -> None:
+        """Send SUBSCRIBE / UNSUBSCRIBE for what ``follow`` / ``unfollow`` changed, in batches."""
+        pending = self._pending
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            conn = self._conn
+            if conn is None or not self.available:
+                continue  # the reconnect subscribes to everything followed by then
+            removed = [name for name in self._unsubscribe if name not in self._topics]
+            self._unsubscribe.clear()
+            added = [name for name, found in self._topics.items() if not found.requested]
+            for name in removed:
+                pending[name] = pending.get(name, 0) + 1
+            for name in added:
+                self._topics[name].requested = True
+                pending[name] = pending.get(name, 0) + 1
+            with contextlib.suppress(RedisError, OSError):
+                # A failure here breaks the connection: the reader reconnects and resubscribes.
+                if removed:
+                    await conn.send_command("UNSUBSCRIBE", *removed)
+                if added:
+                    await conn.send_command("SUBSCRIBE", *added)
+
+    async def _watch(self) -> None:
+        """Check the epoch and ping the pub/sub connection every ``check_interval_s``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.check_interval_s)
+            conn = self._conn
+            if not self.available or conn is None:
+                continue
+            if loop.time() - self._last_pong > 3 * self.check_interval_s + COMMAND_TIMEOUT_S:
+                log.warning("Redis stopped answering pings on the pub/sub connection")
+                await conn.disconnect()
+                continue
+            with contextlib.suppress(RedisError, OSError, Unavailable):
+                await conn.send_command("PING")
+                await self.check_epoch()
+
+
+def _replay(
+    raw: list[tuple[bytes, dict[bytes, bytes]]],
+    since: int,
+    current: int,
+    decode: Callable[[bytes], Any] | None,
+) -> list[tuple[Event, bytes]] | None:
+    """The events ``since+1 .. current`` from stream entries (with their wire JSON), ``None``
+    unless all of them are there."""
+    if since == current:
+        return []
+    if since > current:
+        return None  # the client saw seqs this history never had
+    assert decode is not None
+    events: list[tuple[Event, bytes]] = []
+    expected = since + 1
+    for entry_id, fields in raw:
+        seq = int(entry_id.split(b"-", 1)[0])
+        if seq != expected:
+            return None
+        payload = fields[b"d"]
+        events.append((decode(payload), payload))
+        expected += 1
+        if seq == current:
+            break
+    if expected != current + 1:
+        return None
+    return events
+
+
+def _redact(url: str) -> str:
+    """The URL without a password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}…@{rest.rpartition('@')[2]}"
