@@ -7,7 +7,7 @@ so a batch is checked by the same rules whoever sends it, and the per-partner fi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from omflow.broker.base import Applied, Broker, Unavailable
@@ -100,6 +100,11 @@ class Ingestor:
         contest = self.broker.catalog.contests.get(contest_id)
         if contest is not None and contest.status != status:
             await self.broker.add_catalog(contests=[replace(contest, status=status)])
+
+    def on_new_epoch(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(epoch)`` when the shared book was lost and began anew (a Redis that
+        came back empty): a feed then re-sends its full books, so the book is whole again."""
+        self.broker.on_new_epoch(callback)
 
     async def add_catalog(
         self,

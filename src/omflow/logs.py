@@ -26,3 +26,11 @@ def configure(level: str = "info", access_log: bool = True) -> None:
     logging.getLogger("omflow.access").setLevel(logging.INFO if access_log else logging.WARNING)
     # The websockets protocol logs each failed handshake with a traceback; we log our own line.
     logging.getLogger("omflow.websocket").setLevel(logging.WARNING)
+
+
+def redact_url(url: str) -> str:
+    """A broker URL fit for a log line: without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}…@{rest.rpartition('@')[2]}"

@@ -69,6 +69,7 @@ from omflow.core.model import (
     LiquiditySnapshot,
     Participant,
 )
+from omflow.logs import redact_url
 
 log = logging.getLogger("omflow.broker")
 
@@ -325,7 +326,7 @@ class RedisBroker:
                 await self.redis.ping()
         except (RedisError, OSError, TimeoutError) as error:
             await self.redis.aclose()
-            raise Unavailable(f"cannot reach Redis at {_redact(self.url)}: {error}") from None
+            raise Unavailable(f"cannot reach Redis at {redact_url(self.url)}: {error}") from None
         loop = asyncio.get_running_loop()
         self._runner = loop.create_task(self._run())
         self._spawn(self._subscriber())
@@ -335,7 +336,7 @@ class RedisBroker:
                 await self._up.wait()
         except TimeoutError:
             await self.close()
-            raise Unavailable(f"cannot follow events on Redis at {_redact(self.url)}") from None
+            raise Unavailable(f"cannot follow events on Redis at {redact_url(self.url)}") from None
 
     async def close(self) -> None:
         self._closing = True
@@ -975,11 +976,3 @@ def _replay(
     if expected != current + 1:
         return None
     return events
-
-
-def _redact(url: str) -> str:
-    """The URL without a password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    return f"{scheme}{sep}…@{rest.rpartition('@')[2]}"

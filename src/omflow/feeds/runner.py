@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from omflow.broker.base import Unavailable
 from omflow.clock import Clock
 from omflow.feeds.base import FeedHealth, FeedSink
 from omflow.feeds.demo import DemoMarket
@@ -25,6 +26,7 @@ class DemoFeed:
         self.market = DemoMarket(seed if seed is not None else now_ms, now_ms)
         self.health = FeedHealth()
         self._opened = False
+        self._resend = False
 
     async def open(self, sink: FeedSink) -> None:
         """Announce the slate and publish every partner's opening book (once)."""
@@ -44,8 +46,17 @@ class DemoFeed:
             len(market.partners),
         )
 
+    def resend(self) -> None:
+        """Re-send the slate and every partner's whole book at the next step (the shared book
+        was lost, e.g. a Redis that came back empty)."""
+        self._resend = True
+
     async def run(self, sink: FeedSink) -> None:
-        """Publish the market's changes every ``interval_s`` seconds, until cancelled."""
+        """Publish the market's changes every ``interval_s`` seconds, until cancelled.
+
+        While the book cannot be written (``Unavailable``) the market moves on; once it can,
+        the whole books go out first, so nothing missed stays missing.
+        """
         await self.open(sink)
         loop = asyncio.get_running_loop()
         next_at = loop.time()
@@ -54,9 +65,24 @@ class DemoFeed:
             next_at += self.interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
             now_ms = self.clock.ms()
-            for batch in self.market.step(now_ms):
-                await sink.publish(batch)
-            for update in self.market.state_updates(now_ms):
-                await sink.publish_state(update)
+            batches = self.market.step(now_ms)
+            try:
+                if self._resend:
+                    self._resend = False
+                    market = self.market
+                    await sink.add_catalog(market.leagues, market.participants, market.contests)
+                    batches = self.market.opening_books()
+                    log.info("demo feed: re-sending %d full books", len(batches))
+                for batch in batches:
+                    await sink.publish(batch)
+                for update in self.market.state_updates(now_ms):
+                    await sink.publish_state(update)
+            except Unavailable as error:
+                if not self.health.last_error:
+                    log.warning("demo feed: the book cannot be written (%s); holding on", error)
+                self.health.last_error = str(error)
+                self._resend = True
+                continue
+            self.health.last_error = None
             self.health.messages += 1
             self.health.last_message_at = self.clock.monotonic()

@@ -20,7 +20,7 @@ from websockets.protocol import Protocol as WsProtocol
 from websockets.protocol import Side
 from websockets.server import ServerProtocol
 
-from omflow.broker.base import Broker, Leases
+from omflow.broker.base import Broker, Leases, Unavailable
 from omflow.broker.memory import MemoryBroker, MemoryLeases
 from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core.channels import CHANNELS
@@ -28,6 +28,7 @@ from omflow.core.contest import ChannelConfig
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.opportunities import parse_fees
 from omflow.core.ratelimit import MessageLimiter
+from omflow.feeds.runner import DemoFeed
 from omflow.feeds.service import FeedService
 from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
@@ -122,6 +123,8 @@ class App:
         """Connect the broker, load the keys, open the feed, start heartbeats, and listen."""
         await self.broker.start(self.gateway.publish)
         await self.keys.start()
+        # A Redis that came back empty lost every book: the demo feed re-sends its books.
+        self.ingestor.on_new_epoch(lambda _: self._resend_books())
         await self.feeds.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
@@ -130,6 +133,7 @@ class App:
             self.settings.port,
             backlog=4096,
             reuse_address=True,
+            reuse_port=self.settings.reuse_port or None,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._arm_heartbeat()
@@ -201,9 +205,15 @@ class App:
         return {
             "connections": len(self.gateway.connections),
             "epoch": self.broker.epoch,
+            "broker": "ok" if self.broker.available else "unavailable",
             "feeds": feeds,
             "degraded": any(f["state"] != "connected" for f in feeds.values()),
         }
+
+    def _resend_books(self) -> None:
+        for supervisor in self.feeds.supervisors:
+            if isinstance(supervisor.feed, DemoFeed):
+                supervisor.feed.resend()
 
     def _revoked(self, record: KeyRecord) -> None:
         closed = self.gateway.close_key(record.key_id, "api key revoked")
@@ -239,6 +249,8 @@ class App:
             return await route.handler(self.services, request, params, key)
         except rest.ApiError as error:
             return error.response()
+        except Unavailable as error:
+            return error_response(503, "unavailable", f"{error}; retry shortly")
 
     async def _authorize(
         self, request: Request, scope: Scope
@@ -308,8 +320,11 @@ class App:
             refusal = error_response(503, "not_ready", "the server is shutting down")
         lease_id: str | None = None
         if refusal is None and key is not None:
-            lease_id = await self.gateway.admit(key)
-            if lease_id is None:
+            try:
+                lease_id = await self.gateway.admit(key)
+            except Unavailable as error:
+                refusal = error_response(503, "unavailable", f"{error}; retry shortly")
+            if refusal is None and lease_id is None:
                 refusal = error_response(
                     429,
                     "too_many_connections",

@@ -191,6 +191,13 @@ async def readyz(
     details = svc.readiness()
     if details is None:
         return error_response(503, "not_ready", "starting up or shutting down")
+    if not svc.broker.available:
+        return error_response(
+            503,
+            "unavailable",
+            "the shared state (Redis) cannot be reached: clients stay connected, "
+            "publishes are refused until it is back",
+        )
     return json_response(200, {"status": "ready", **details})
 
 
