@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -203,6 +204,7 @@ class App:
             for name, health in self.feeds.health().items()
         }
         return {
+            "pid": os.getpid(),  # which process answered, behind a load balancer or --workers
             "connections": len(self.gateway.connections),
             "epoch": self.broker.epoch,
             "broker": "ok" if self.broker.available else "unavailable",
