@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -257,7 +258,9 @@ def add_catalog_fields(catalog: Catalog, raw: dict[Any, Any]) -> None:
     catalog.add(leagues, participants, contests)
 
 
-def connect(url: str, timeout_s: float = COMMAND_TIMEOUT_S) -> aioredis.Redis:
+def connect(
+    url: str, timeout_s: float = COMMAND_TIMEOUT_S, client_name: str | None = None
+) -> aioredis.Redis:
     """A client for commands: no retries of its own (a failure is ``Unavailable`` at once)."""
     return aioredis.Redis.from_url(
         url,
@@ -265,6 +268,7 @@ def connect(url: str, timeout_s: float = COMMAND_TIMEOUT_S) -> aioredis.Redis:
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
+        client_name=client_name,
     )
 
 
@@ -293,8 +297,12 @@ class RedisBroker:
         self.catalog = Catalog()
         self.epoch = ""
         self.available = False
-        self.redis = connect(url)
-        self._pubsub_pool = ConnectionPool.from_url(url, socket_timeout=None)
+        #: How this process's connections show in Redis's CLIENT LIST.
+        self.name = f"omflow-{os.getpid()}-{secrets.token_hex(3)}"
+        self.redis = connect(url, client_name=self.name)
+        self._pubsub_pool = ConnectionPool.from_url(
+            url, socket_timeout=None, client_name=self.name
+        )
         self._apply = self.redis.register_script(_APPLY)
         self._sleep = sleep
         self.clock = clock
