@@ -353,10 +353,13 @@ class RedisBroker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._conn is not None:
-            await self._conn.disconnect()
-        await self._pubsub_pool.aclose()
-        await self.redis.aclose()
+        # Closing sockets to a Redis that does not answer must not hold a shutdown up.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                if self._conn is not None:
+                    await self._conn.disconnect()
+                await self._pubsub_pool.aclose()
+                await self.redis.aclose()
         self._deliver = None
 
     def on_new_epoch(self, callback: Callable[[str], None]) -> None:
