@@ -300,9 +300,7 @@ class RedisBroker:
         #: How this process's connections show in Redis's CLIENT LIST.
         self.name = f"omflow-{os.getpid()}-{secrets.token_hex(3)}"
         self.redis = connect(url, client_name=self.name)
-        self._pubsub_pool = ConnectionPool.from_url(
-            url, socket_timeout=None, client_name=self.name
-        )
+        self._pubsub_pool = ConnectionPool.from_url(url, socket_timeout=None, client_name=self.name)
         self._apply = self.redis.register_script(_APPLY)
         self._sleep = sleep
         self.clock = clock
