@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PORT   ?= $(or $(OMFLOW_PORT),8700)
 FEED   ?= $(or $(OMFLOW_FEED),demo)
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench cluster clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,8 @@ run: $(VENV)/.installed-run  ## start the server with the demo feed and print a 
 	$(BIN)/omflow serve --feed $(FEED) --port $(PORT) --demo-key
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
+	$(BIN)/ruff check src tests $(wildcard benchmarks) $(wildcard scripts)
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks) $(wildcard scripts)
 	$(BIN)/mypy --strict src
 
 test: lint  ## lint, type-check and run the whole suite
@@ -41,6 +41,15 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	} || { echo "make chromium: install Debian's chromium package (as root: apt-get install chromium)"; exit 1; }
+
+# Two gateway processes and a feed process on the local Redis and PostgreSQL (README: «Running
+# several nodes»). CLUSTER_REDIS / CLUSTER_KEYS / CLUSTER_PORT choose where.
+CLUSTER_PORT  ?= 8800
+CLUSTER_REDIS ?= redis://127.0.0.1:6379/5
+CLUSTER_KEYS  ?= postgresql://postgres@127.0.0.1:5432/test?search_path=omflow_cluster
+cluster: $(VENV)/.installed-run  ## a local cluster: 2 gateways + 1 feed on Redis and PostgreSQL
+	$(BIN)/python scripts/cluster.py --port $(CLUSTER_PORT) --redis '$(CLUSTER_REDIS)' \
+		--keys '$(CLUSTER_KEYS)'
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/fanout.py

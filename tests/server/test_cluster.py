@@ -8,7 +8,7 @@ of one deployment do. Process deaths are in ``test_workers.py``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from tests.server.test_stream import connect, recv, status_of_refused_handshake,
 from tests.services import REDIS_URL
 
 from omflow.broker.redis import RedisBroker
-from omflow.broker.redis import connect as redis_client
 from omflow.broker.redis_leases import RedisLeases
 from omflow.core.channels import LIQUIDITY
 
@@ -27,21 +26,15 @@ Cluster = Callable[..., Awaitable[list[Server]]]
 
 
 @pytest.fixture
-async def cluster(
-    make_server: ServerFactory, redis_prefix: str, tmp_path: Path
-) -> AsyncIterator[Cluster]:
+async def cluster(make_server: ServerFactory, redis_prefix: str, tmp_path: Path) -> Cluster:
     """``await cluster(n)``: n servers on one Redis prefix and one key store."""
-    clients = []
 
     async def start(n: int = 2, **overrides: Any) -> list[Server]:
         servers = []
         for _ in range(n):
-            broker = RedisBroker(
-                REDIS_URL, prefix=redis_prefix, history=overrides.get("history", 1024)
-            )
-            client = redis_client(REDIS_URL)
-            clients.append(client)
-            leases = RedisLeases(client, prefix=redis_prefix)
+            history = overrides.get("history", 1024)
+            broker = RedisBroker(REDIS_URL, prefix=redis_prefix, history=history)
+            leases = RedisLeases(broker.redis, prefix=redis_prefix)
             servers.append(
                 await make_server(
                     broker=broker, leases=leases, data_dir=tmp_path / "shared", **overrides
@@ -49,9 +42,7 @@ async def cluster(
             )
         return servers
 
-    yield start
-    for client in clients:
-        await client.aclose()
+    return start
 
 
 async def followed(server: Server, *contest_ids: str) -> None:

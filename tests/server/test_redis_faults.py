@@ -9,7 +9,7 @@ the gap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,6 @@ from tests.server.test_stream import connect, recv, status_of_refused_handshake,
 
 from omflow.broker.backoff import Backoff
 from omflow.broker.redis import RedisBroker
-from omflow.broker.redis import connect as redis_client
 from omflow.broker.redis_leases import RedisLeases
 from omflow.core.channels import LIQUIDITY
 
@@ -44,9 +43,8 @@ Start = Callable[..., Awaitable[Server]]
 @pytest.fixture
 async def on_private_redis(
     make_server: ServerFactory, private_redis: PrivateRedis, tmp_path: Path
-) -> AsyncIterator[Start]:
+) -> Start:
     """``await start(**options)``: a server whose broker is on the private Redis."""
-    clients = []
 
     async def start(
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -56,19 +54,15 @@ async def on_private_redis(
         broker = RedisBroker(
             private_redis.url, backoff=QUICK, sleep=sleep, check_interval_s=0.2, history=history
         )
-        client = redis_client(private_redis.url)
-        clients.append(client)
         return await make_server(
             broker=broker,
-            leases=RedisLeases(client),
+            leases=RedisLeases(broker.redis),
             data_dir=tmp_path / "shared",
             history=history,
             **overrides,
         )
 
-    yield start
-    for client in clients:
-        await client.aclose()
+    return start
 
 
 async def publish_status(server: Server, contest_id: str, available: int) -> tuple[int, Any]:
@@ -236,22 +230,24 @@ async def test_the_demo_feed_refills_a_redis_that_came_back_empty(
     private_redis.start()
     await eventually(lambda: fed.app.broker.available and fed.app.broker.epoch != epoch)
 
+    partners = {c: {e.partner_id for e in b.entries.values()} for c, b in books.items() if b}
+
     async def refilled() -> bool:
-        return sorted(await fed.app.broker.contest_ids()) == sorted(listed)
+        """Every contest is back, quoted by every partner that quoted it (prices moved on)."""
+        if sorted(await fed.app.broker.contest_ids()) != sorted(listed):
+            return False
+        for contest_id in listed:
+            book = await fed.app.broker.liquidity(contest_id)
+            if (
+                book is None
+                or {e.partner_id for e in book.entries.values()} != partners[contest_id]
+            ):
+                return False
+        return True
 
     async with asyncio.timeout(10):
         while not await refilled():  # noqa: ASYNC110 - the shared state has no event to await
             await asyncio.sleep(0.05)
-    for contest_id in listed:
-        book = await fed.app.broker.liquidity(contest_id)
-        before = books[contest_id]
-        assert book is not None
-        assert before is not None
-        assert book.seq >= 1
-        # Whole again: every partner quotes the contest again (prices have moved on).
-        assert {e.partner_id for e in book.entries.values()} == {
-            e.partner_id for e in before.entries.values()
-        }
     reply = await fed.get("/flow/v1/contests", secret)
     assert sorted(c["id"] for c in reply.json()["data"]) == contests
     # The shared catalog is whole again too, for processes that start later.

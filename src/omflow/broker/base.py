@@ -64,6 +64,9 @@ class Broker(Protocol):
     catalog: Catalog
     #: Whether the shared state can be read and written now (``/readyz`` shows it).
     available: bool
+    #: Whether every event reaches this process without ``follow`` (one process's memory):
+    #: the gateway then confirms a subscribe without waiting for ``following``.
+    follows_everything: bool
 
     async def start(self, deliver: Deliver) -> None:
         """Connect, learn the epoch, and send this process's events to ``deliver``."""

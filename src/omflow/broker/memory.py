@@ -38,6 +38,7 @@ class MemoryBroker:
         self.catalog = Catalog()
         self.epoch = secrets.token_hex(6)
         self.available = True
+        self.follows_everything = True
         self._deliver: Deliver | None = None
 
     async def start(self, deliver: Deliver) -> None:

@@ -297,6 +297,7 @@ class RedisBroker:
         self.catalog = Catalog()
         self.epoch = ""
         self.available = False
+        self.follows_everything = False
         #: How this process's connections show in Redis's CLIENT LIST.
         self.name = f"omflow-{os.getpid()}-{secrets.token_hex(3)}"
         self.redis = connect(url, client_name=self.name)
@@ -350,7 +351,10 @@ class RedisBroker:
         tasks = [*self._tasks, *([self._runner] if self._runner is not None else [])]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # A cancellation the Redis client turned into a connection error must not keep
+            # a loop (and this shutdown) going: every loop also stops on ``_closing``.
+            await asyncio.wait(tasks, timeout=COMMAND_TIMEOUT_S)
         # Closing sockets to a Redis that does not answer must not hold a shutdown up.
         with contextlib.suppress(Exception):
             async with asyncio.timeout(COMMAND_TIMEOUT_S):
@@ -841,6 +845,9 @@ class RedisBroker:
             self._read_one(await conn.read_response(push_request=True), None)
 
     def _read_one(self, reply: Any, waiting: set[bytes] | None) -> None:
+        if isinstance(reply, bytes):  # PONG, answering the watcher's PING
+            self._last_pong = asyncio.get_running_loop().time()
+            return
         kind = reply[0]
         if kind == b"message":
             self._on_message(reply[1], reply[2])
@@ -920,7 +927,7 @@ class RedisBroker:
     async def _subscriber(self) -> None:
         """Send SUBSCRIBE / UNSUBSCRIBE for what ``follow`` / ``unfollow`` changed, in batches."""
         pending = self._pending
-        while True:
+        while not self._closing:
             await self._dirty.wait()
             self._dirty.clear()
             conn = self._conn
@@ -944,7 +951,7 @@ class RedisBroker:
     async def _watch(self) -> None:
         """Check the epoch and ping the pub/sub connection every ``check_interval_s``."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.check_interval_s)
             conn = self._conn
             if not self.available or conn is None:

@@ -74,6 +74,7 @@ class RedisLeases:
         self._held: dict[str, set[str]] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
 
     async def acquire(self, key_id: str, limit: int) -> str | None:
         lease_id = secrets.token_hex(8)
@@ -124,7 +125,7 @@ class RedisLeases:
         await pipe.execute()
 
     async def _renew_forever(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.ttl_s / 3)
             try:
                 await self.renew()
@@ -133,12 +134,13 @@ class RedisLeases:
 
     async def close(self) -> None:
         """Stop renewing and give every slot back."""
+        self._closing = True
         if self._renewer is not None:
             self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+            await asyncio.wait([self._renewer], timeout=5)
             self._renewer = None
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
         held, self._held = self._held, {}
         if held:
             with contextlib.suppress(RedisError, OSError):

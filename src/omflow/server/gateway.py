@@ -249,7 +249,7 @@ class Gateway:
             self.broker.unfollow(channel, topic)
         for topic in change.first:
             self.broker.follow(channel, topic)
-        conn.send(msg.encode_subscribed(channel, spec.topics.field, change.topics))
+        confirmation = msg.encode_subscribed(channel, spec.topics.field, change.topics)
         resume = message.resume or {}
         added = set(change.added)
         wanted = [
@@ -257,11 +257,44 @@ class Gateway:
             for topic in message.topics
             if topic in resume or message.snapshot or (spec.always_catch_up and topic in added)
         ]
+        if change.first and not self.broker.follows_everything:
+            # Confirm once the broker receives the new topics' events: whatever is published
+            # after the confirmation then reaches the client. Held back meanwhile: the live
+            # events of every topic this connection adds.
+            for topic in {*change.added, *wanted}:
+                self._held.setdefault((channel, topic), {})[conn] = _Held()
+            return self._confirm_when_following(
+                conn, spec, message, confirmation, change.first, change.added, wanted
+            )
+        conn.send(confirmation)
         if not wanted:
             return None
         for topic in wanted:
             self._held.setdefault((channel, topic), {})[conn] = _Held()
         return self._catch_up(conn, spec, message, wanted)
+
+    async def _confirm_when_following(
+        self,
+        conn: StreamConnection,
+        spec: ChannelSpec,
+        message: Subscribe,
+        confirmation: bytes,
+        first: tuple[str, ...] | list[str],
+        added: tuple[str, ...] | list[str],
+        wanted: list[str],
+    ) -> None:
+        """Wait for the broker to follow ``first``, confirm, then catch up or release."""
+        # A topic the broker cannot follow now (Redis away) is still confirmed: its events
+        # flow once the broker is back, and a catch-up answers ``unavailable`` meanwhile.
+        await asyncio.gather(
+            *(self.broker.following(spec.name, topic) for topic in first), return_exceptions=True
+        )
+        conn.send(confirmation)
+        for topic in added:
+            if topic not in wanted:
+                self._release(conn, spec, topic, 0)
+        if wanted:
+            await self._catch_up(conn, spec, message, wanted)
 
     def _unsubscribe(self, conn: StreamConnection, message: Unsubscribe) -> None:
         channel = message.channel
@@ -307,16 +340,30 @@ class Gateway:
             frames, seq = result
             for payload in frames:
                 conn.send(payload)
-            if held is None:
-                continue
-            if held.overflow:
-                self.stats.refreshes += 1
-                last = held.events[-1][0].seq if held.events else seq
-                conn.send(spec.conflation.encode_refresh(topic, last, self.clock.ms()))
-                continue
-            for event, frame in held.events:
-                if event.seq > seq and conn.outbox.push_event(event, frame) == FIRST:
-                    self.mark_dirty(conn)
+            if held is not None:
+                self._send_held(conn, spec, topic, held, seq)
+
+    def _release(self, conn: StreamConnection, spec: ChannelSpec, topic: str, seq: int) -> None:
+        """Stop holding ``topic``'s live events for ``conn``; send those after ``seq``."""
+        waiting = self._held.get((spec.name, topic))
+        held = waiting.pop(conn, None) if waiting is not None else None
+        if waiting is not None and not waiting:
+            del self._held[(spec.name, topic)]
+        if held is None or conn.closed or not self.subscriptions[spec.name].follows(conn, topic):
+            return
+        self._send_held(conn, spec, topic, held, seq)
+
+    def _send_held(
+        self, conn: StreamConnection, spec: ChannelSpec, topic: str, held: _Held, seq: int
+    ) -> None:
+        if held.overflow:
+            self.stats.refreshes += 1
+            last = held.events[-1][0].seq if held.events else seq
+            conn.send(spec.conflation.encode_refresh(topic, last, self.clock.ms()))
+            return
+        for event, frame in held.events:
+            if event.seq > seq and conn.outbox.push_event(event, frame) == FIRST:
+                self.mark_dirty(conn)
 
     async def _catch_up_frames(
         self, spec: ChannelSpec, message: Subscribe, topic: str
