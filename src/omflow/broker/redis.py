@@ -75,12 +75,15 @@ from omflow.logs import redact_url
 log = logging.getLogger("omflow.broker")
 
 DEFAULT_PREFIX = "omf:"
-#: Tries of one group of batches against writers of other processes before giving up.
-MAX_ATTEMPTS = 8
+#: Tries of one group of batches against writers of other processes before giving up (and
+#: at most ``COMMAND_TIMEOUT_S`` of them).
+MAX_ATTEMPTS = 64
 #: Seconds between epoch checks and pub/sub pings; three missed pongs mean a dead connection.
 CHECK_INTERVAL_S = 1.0
 #: A command that takes longer than this means Redis is not answering.
 COMMAND_TIMEOUT_S = 2.0
+#: Connections a process opens for commands (pub/sub has one more of its own).
+MAX_CONNECTIONS = 32
 # The one write path. Generic: it knows nothing of books, only "apply these writes if the
 # contest is still at the version (and in the epoch) the writer read".
 #   KEYS:  meta, book, history streams...
@@ -261,15 +264,22 @@ def add_catalog_fields(catalog: Catalog, raw: dict[Any, Any]) -> None:
 def connect(
     url: str, timeout_s: float = COMMAND_TIMEOUT_S, client_name: str | None = None
 ) -> aioredis.Redis:
-    """A client for commands: no retries of its own (a failure is ``Unavailable`` at once)."""
-    return aioredis.Redis.from_url(
+    """A client for commands: no retries of its own (a failure is ``Unavailable`` at once).
+
+    At most ``MAX_CONNECTIONS`` connections; a command beyond them waits for a free one (a
+    burst of handshakes or publishes queues rather than fails).
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=timeout_s,
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=0,
         client_name=client_name,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisBroker:
@@ -298,6 +308,8 @@ class RedisBroker:
         self.epoch = ""
         self.available = False
         self.follows_everything = False
+        #: Writes that found their contest written by another process first (and were retried).
+        self.conflicts = 0
         #: How this process's connections show in Redis's CLIENT LIST.
         self.name = f"omflow-{os.getpid()}-{secrets.token_hex(3)}"
         self.redis = connect(url, client_name=self.name)
@@ -438,9 +450,15 @@ class RedisBroker:
         keys = self.keys
         stream = keys.history(LIQUIDITY, contest_id)
         channel = keys.pubsub(LIQUIDITY, contest_id)
-        for _ in range(MAX_ATTEMPTS):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COMMAND_TIMEOUT_S
+        for attempt in range(MAX_ATTEMPTS):
             if not self.available:
                 raise Unavailable("Redis is unreachable")
+            if attempt > 1:
+                # Two writers keep colliding on this contest: step aside a random moment, while
+                # this process's next batches gather into one group.
+                await asyncio.sleep(self._rng.uniform(0, 0.0005 * attempt))
             book = writer.book
             if book is None or writer.loaded_in != self.epoch:
                 book = await self._load(writer)
@@ -505,6 +523,9 @@ class RedisBroker:
                 writer.stored_epoch = epoch
                 return results
             # Another writer got there first (or the epoch moved on): read again, apply again.
+            self.conflicts += 1
+            if loop.time() > deadline:
+                break
         raise Unavailable(f"contest {contest_id} is written too often from elsewhere; retry")
 
     async def _load(self, writer: _Writer) -> ContestBook:
