@@ -18,10 +18,11 @@ import pytest
 from tests.conftest import eventually, fresh_redis_prefix
 from tests.services import REDIS_URL
 
-from omflow.broker.base import Broker, Event
+from omflow.broker.base import Applied, Broker, Event
 from omflow.broker.memory import MemoryBroker
 from omflow.broker.redis import RedisBroker
 from omflow.core.channels import LIQUIDITY
+from omflow.core.contest import ChannelConfig
 from omflow.core.model import Batch, Contest, EntryUpdate, League, LiquidityEvent, Participant
 from omflow.core.protocol import encode_event
 
@@ -51,6 +52,11 @@ class Received:
 BrokerFactory = Callable[..., Any]
 
 
+def book_events(applied: Applied) -> list[LiquidityEvent]:
+    """The ``liquidity`` events of an apply (the channels derived from the book add theirs)."""
+    return [e for e in applied.events if isinstance(e, LiquidityEvent)]
+
+
 @dataclass
 class Kit:
     kind: str
@@ -75,7 +81,11 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
             if request.param == "memory":
                 broker = MemoryBroker(**options)
             else:
-                broker = RedisBroker(REDIS_URL, prefix=prefix, **options)
+                config = ChannelConfig(
+                    max_entries_per_event=options.get("max_entries_per_event", 1000),
+                    liquidity_history=options.get("history", 1024),
+                )
+                broker = RedisBroker(REDIS_URL, prefix=prefix, config=config)
             await broker.start(received)
             stack.push_async_callback(broker.close)
             return broker, received
@@ -94,11 +104,11 @@ async def test_each_change_is_one_event_with_the_next_seq(kit: Kit) -> None:
     first = await broker.apply(batch("ct_a", update("ct_a", 0.5, 10)), 1_000)
     second = await broker.apply(batch("ct_a", update("ct_a", 0.52, 10)), 2_000)
     await eventually(lambda: len(received.events) == 2)
-    assert [e.seq for e in first.events] == [1]
+    assert [e.seq for e in book_events(first)] == [1]
     assert first.seq == 1
-    assert [e.seq for e in second.events] == [2]
+    assert [e.seq for e in book_events(second)] == [2]
     assert second.seq == 2
-    event = second.events[0]
+    event = book_events(second)[0]
     assert isinstance(event, LiquidityEvent)
     assert event.changes[0].price == 0.52
     assert event.timestamp_ms == 2_000
@@ -129,7 +139,7 @@ async def test_a_full_book_removes_what_it_no_longer_lists(kit: Kit) -> None:
         batch("ct_a", update("ct_a", 0.5, 10), update("ct_a", 0.4, 20, side="side_away")), 1_000
     )
     applied = await broker.apply(batch("ct_a", update("ct_a", 0.5, 10), full_book=True), 2_000)
-    (event,) = applied.events
+    (event,) = book_events(applied)
     assert isinstance(event, LiquidityEvent)
     assert [(c.liquidity_hash.split(":")[3], c.available) for c in event.changes] == [
         ("side_away", 0)
@@ -144,7 +154,7 @@ async def test_a_change_set_too_big_for_one_event_is_a_refresh(kit: Kit) -> None
     broker, _ = await kit.make(max_entries_per_event=2)
     entries = [update("ct_a", 0.5, n + 1, side=f"side_{n}") for n in range(3)]
     applied = await broker.apply(batch("ct_a", *entries), 1_000)
-    (event,) = applied.events
+    (event,) = book_events(applied)
     assert isinstance(event, LiquidityEvent)
     assert event.refresh_required
     assert event.changes == ()
@@ -240,12 +250,12 @@ async def test_concurrent_writers_keep_seq_exact_and_deliver_each_event_once(kit
     applied = await asyncio.gather(
         *(writers[i % 2].apply(batch("ct_a", update("ct_a", 0.5, i + 1)), i + 1) for i in range(n))
     )
-    seqs = sorted(e.seq for a in applied for e in a.events)
+    seqs = sorted(e.seq for a in applied for e in book_events(a))
     assert seqs == list(range(1, n + 1))  # every batch changed the book: one seq each
     await eventually(lambda: len(received.seqs("ct_a")) >= n)
     assert received.seqs("ct_a") == list(range(1, n + 1))
     # The book holds the change the last seq carried.
-    last = next(e for a in applied for e in a.events if e.seq == n)
+    last = next(e for a in applied for e in book_events(a) if e.seq == n)
     book = await two.liquidity("ct_a")
     assert book is not None
     assert book.seq == n

@@ -21,6 +21,7 @@ from tests.services import REDIS_URL
 from omflow.broker.redis import RedisBroker
 from omflow.broker.redis_leases import RedisLeases
 from omflow.core.channels import LIQUIDITY
+from omflow.core.contest import ChannelConfig
 
 Cluster = Callable[..., Awaitable[list[Server]]]
 
@@ -33,7 +34,8 @@ async def cluster(make_server: ServerFactory, redis_prefix: str, tmp_path: Path)
         servers = []
         for _ in range(n):
             history = overrides.get("history", 1024)
-            broker = RedisBroker(REDIS_URL, prefix=redis_prefix, history=history)
+            config = ChannelConfig(liquidity_history=history)
+            broker = RedisBroker(REDIS_URL, prefix=redis_prefix, config=config)
             leases = RedisLeases(broker.redis, prefix=redis_prefix)
             servers.append(
                 await make_server(

@@ -23,6 +23,7 @@ from omflow.broker.backoff import Backoff
 from omflow.broker.redis import RedisBroker
 from omflow.broker.redis_leases import RedisLeases
 from omflow.core.channels import LIQUIDITY
+from omflow.core.contest import ChannelConfig
 
 QUICK = Backoff(initial_s=0.02, factor=2.0, cap_s=0.2)
 
@@ -52,7 +53,11 @@ async def on_private_redis(
         **overrides: Any,
     ) -> Server:
         broker = RedisBroker(
-            private_redis.url, backoff=QUICK, sleep=sleep, check_interval_s=0.2, history=history
+            private_redis.url,
+            config=ChannelConfig(liquidity_history=history),
+            backoff=QUICK,
+            sleep=sleep,
+            check_interval_s=0.2,
         )
         return await make_server(
             broker=broker,

@@ -45,13 +45,11 @@ def open_broker(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> tuple[Broker
         return MemoryBroker(settings.max_entries_per_event, settings.history), MemoryLeases()
     from omflow.broker.redis import RedisBroker
     from omflow.broker.redis_leases import RedisLeases
+    from omflow.core.contest import ChannelConfig
 
-    broker = RedisBroker(
-        settings.broker,
-        prefix=settings.redis_prefix,
-        max_entries_per_event=settings.max_entries_per_event,
-        history=settings.history,
-        clock=clock,
+    config = ChannelConfig(
+        max_entries_per_event=settings.max_entries_per_event, liquidity_history=settings.history
     )
+    broker = RedisBroker(settings.broker, prefix=settings.redis_prefix, config=config, clock=clock)
     leases = RedisLeases(broker.redis, prefix=settings.redis_prefix, ttl_s=settings.lease_ttl)
     return broker, leases

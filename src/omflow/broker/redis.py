@@ -3,9 +3,12 @@
 Keys (``P`` is the prefix, ``omf:`` by default). Every key of a contest carries the contest id
 as its hash tag, so a contest lives in one slot of a Redis Cluster and one script can write it::
 
-    P{ct_abc}:meta          hash    v (version), epoch, seq, at (updated_at_ms)
+    P{ct_abc}:meta          hash    v (version), epoch, seq and at (the book's), s:CHANNEL:TOPIC
+                                    (each other topic's seq), depth, state, opportunities (the
+                                    rest of the contest's state, as LiveContest exports it)
     P{ct_abc}:book          hash    liquidity_hash -> [partner_id, price, available, at]
-    P{ct_abc}:h:liquidity   stream  the contest's events: id "<seq>-0", field d = wire JSON
+    P{ct_abc}:h:CHANNEL:TOPIC stream  a topic's events: id "<seq>-0", field d = wire JSON
+    P{ct_abc}:streams       set     the contest's streams (gone with it when its epoch is over)
     P:epoch                 string  the epoch, drawn by the first process (SET NX)
     P:contests              set     every contest published for
     P:catalog               hash    "league:ID" | "participant:ID" | "contest:ID" -> JSON
@@ -13,14 +16,16 @@ as its hash tag, so a contest lives in one slot of a Redis Cluster and one scrip
     pub/sub P:catalog               the catalog items just added
 
 **How seq stays exact.** A writer (any process) keeps each contest it writes as a
-``ContestBook`` at a version, applies a batch to it in Python with the same code as the memory
-broker, and sends the result to ``APPLY``: one generic script that writes the changed entries,
-the new seq, the events (history stream and pub/sub) and version + 1 — only if the contest is
-still at the version (and epoch) the writer read. Scripts run one at a time, so for one contest
-exactly one writer wins each version and its events carry the next seqs; a writer that lost
-reloads the contest and applies its batch again. Events are published inside the script, so
-every process receives them in seq order whoever wrote them. Batches that queue for a contest
-while its write is in flight go in the next script together (group commit).
+``LiveContest`` (its book and everything derived from it, on every channel) at a version,
+applies a batch or a state update to it in Python with the same code as the memory broker, and
+sends the result to ``APPLY``: one generic script that writes the changed book entries, the
+parts of the contest that changed, the new seqs, the events (history streams and pub/sub) and
+version + 1 — only if the contest is still at the version (and epoch) the writer read.
+Scripts run one at a time, so for one contest exactly one writer wins each version and its
+events carry the next seqs; a writer that lost reloads the contest and applies its batch again.
+Events are published inside the script, so every process receives them in seq order whoever
+wrote them. Batches that queue for a contest while its write is in flight go in the next script
+together (group commit).
 
 **Epoch.** ``P:epoch`` names the history the seqs belong to; each contest's meta records the
 epoch it was written in, and a contest of another epoch counts as absent. A Redis that comes
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import random
@@ -57,18 +63,23 @@ from redis.retry import Retry
 from omflow.broker.backoff import Backoff
 from omflow.broker.base import Applied, Deliver, Event, Unavailable
 from omflow.clock import SYSTEM_CLOCK, Clock
-from omflow.core import protocol
-from omflow.core.book import DEFAULT_HISTORY, DEFAULT_MAX_ENTRIES_PER_EVENT, ContestBook
 from omflow.core.catalog import Catalog
 from omflow.core.channels import CHANNELS, LIQUIDITY
+from omflow.core.contest import ChannelConfig, LiveContest
+from omflow.core.decode import DECODERS
+from omflow.core.ingest import IngestError
 from omflow.core.model import (
     Batch,
     Contest,
+    DepthEvent,
     Entry,
     League,
     LiquidityEvent,
     LiquiditySnapshot,
+    Opportunity,
     Participant,
+    StateEvent,
+    StateUpdate,
 )
 from omflow.logs import redact_url
 
@@ -86,11 +97,11 @@ COMMAND_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 32
 # The one write path. Generic: it knows nothing of books, only "apply these writes if the
 # contest is still at the version (and in the epoch) the writer read".
-#   KEYS:  meta, book, history streams...
-#   ARGV:  expected epoch ('' = absent), expected version, epoch, history length,
+#   KEYS:  meta, book, the contest's set of streams, history streams...
+#   ARGV:  expected epoch ('' = absent), expected version, epoch,
 #          #hset pairs, #hdel fields, #meta pairs, #events,
 #          hset pairs..., hdel fields..., meta pairs..., events (stream key index, seq,
-#          channel, payload)...
+#          channel, payload, history length)...
 #   Returns {1, version} when applied (or nothing to write), {0, version} when outdated.
 _APPLY = """
 local meta, book = KEYS[1], KEYS[2]
@@ -100,18 +111,22 @@ local version = tonumber(stored[2]) or 0
 if stored_epoch ~= ARGV[1] or version ~= tonumber(ARGV[2]) then
   return {0, version}
 end
-local epoch, maxlen = ARGV[3], ARGV[4]
-local n_set, n_del = tonumber(ARGV[5]), tonumber(ARGV[6])
-local n_meta, n_events = tonumber(ARGV[7]), tonumber(ARGV[8])
+local epoch = ARGV[3]
+local n_set, n_del = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n_meta, n_events = tonumber(ARGV[6]), tonumber(ARGV[7])
 if n_set + n_del + n_meta + n_events == 0 then
   return {1, version}
 end
 if stored_epoch ~= epoch then
   -- The contest's state is of another history (or there is none): it starts afresh.
+  local old = redis.call('SMEMBERS', KEYS[3])
+  for k = 1, #old do
+    redis.call('DEL', old[k])
+  end
   redis.call('DEL', unpack(KEYS))
   version = 0
 end
-local i = 9
+local i = 8
 local last = i + 2 * n_set - 1
 while i <= last do
   local j = math.min(i + 999, last)  -- unpack has a stack limit: 1000 arguments a call
@@ -133,10 +148,11 @@ end
 local checked = {}
 for _ = 1, n_events do
   local stream, seq = KEYS[tonumber(ARGV[i])], ARGV[i + 1]
-  local channel, payload = ARGV[i + 2], ARGV[i + 3]
+  local channel, payload, maxlen = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   if not checked[stream] then
     -- Never let XADD fail half-way: ids left by another history go first.
     checked[stream] = true
+    redis.call('SADD', KEYS[3], stream)
     local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
     if #top > 0 and tonumber(string.match(top[1][1], '^(%d+)')) >= tonumber(seq) then
       redis.call('DEL', stream)
@@ -144,7 +160,7 @@ for _ = 1, n_events do
   end
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, seq .. '-0', 'd', payload)
   redis.call('PUBLISH', channel, epoch .. ' ' .. payload)
-  i = i + 4
+  i = i + 5
 end
 return {1, version}
 """
@@ -155,12 +171,16 @@ class _Writer:
     """This process's cached state of one contest, and the batches waiting to be written."""
 
     contest_id: str
-    book: ContestBook | None = None  # None: (re)load before the next write
+    contest: LiveContest | None = None  # None: (re)load before the next write
     stored_epoch: str = ""  # the epoch the stored state had when read ('' when absent)
     version: int = 0
     loaded_in: str = ""  # this process's epoch when it was read
+    #: The contest's parts besides the book as stored (JSON), to write only what changed.
+    parts: dict[str, bytes] = field(default_factory=dict)
     busy: bool = False
-    queue: list[tuple[Batch, int, asyncio.Future[Applied]]] = field(default_factory=list)
+    queue: list[tuple[Batch | StateUpdate, int, asyncio.Future[Applied]]] = field(
+        default_factory=list
+    )
 
 
 @dataclass(slots=True)
@@ -197,8 +217,11 @@ class Keys:
     def book(self, contest_id: str) -> str:
         return f"{self.prefix}{{{contest_id}}}:book"
 
+    def streams(self, contest_id: str) -> str:
+        return f"{self.prefix}{{{contest_id}}}:streams"
+
     def history(self, channel: str, topic: str) -> str:
-        return f"{self.prefix}{{{_contest_of(topic)}}}:h:{channel}"
+        return f"{self.prefix}{{{_contest_of(topic)}}}:h:{channel}:{topic}"
 
     def pubsub(self, channel: str, topic: str) -> bytes:
         return f"{self._events}{channel}:{topic}".encode()
@@ -212,9 +235,40 @@ def _contest_of(topic: str) -> str:
     return topic.split(":", 1)[0]
 
 
-def _check(channel: str) -> None:
-    if channel != LIQUIDITY:
-        raise ValueError(f"channel {channel!r} is not served by this broker")
+def _decoder(channel: str) -> Callable[[bytes], Any]:
+    decode = DECODERS.get(channel)
+    if decode is None:
+        raise ValueError(f"unknown channel {channel!r}; channels: {', '.join(DECODERS)}")
+    return decode
+
+
+def _seq_field(channel: str, topic: str) -> str:
+    """The meta field holding a topic's seq: the book's is ``seq``."""
+    return "seq" if channel == LIQUIDITY else f"s:{channel}:{topic}"
+
+
+#: The parts of a ``LiveContest`` kept as JSON in its meta, besides the book.
+_PARTS = ("depth", "state", "opportunities")
+
+
+def _parts(contest: LiveContest) -> dict[str, Any]:
+    """The contest's state besides its book, as plain data (no histories: streams keep them)."""
+    return {
+        "depth": contest.depth.export(history=False),
+        "state": contest.state.export(history=False),
+        "opportunities": contest.opportunities.export(history=False),
+    }
+
+
+def _history_length(config: ChannelConfig, channel: str) -> int:
+    """How many of a topic's events its stream keeps (at least)."""
+    if channel == DepthEvent.CHANNEL:
+        return config.depth_history
+    if channel == StateEvent.CHANNEL:
+        return config.state_history
+    if channel == LIQUIDITY:
+        return config.liquidity_history
+    return config.opportunity_history
 
 
 def _entry_bytes(entry: Entry) -> bytes:
@@ -290,8 +344,7 @@ class RedisBroker:
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
-        max_entries_per_event: int = DEFAULT_MAX_ENTRIES_PER_EVENT,
-        history: int = DEFAULT_HISTORY,
+        config: ChannelConfig | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         check_interval_s: float = CHECK_INTERVAL_S,
@@ -300,8 +353,12 @@ class RedisBroker:
     ) -> None:
         self.url = url
         self.keys = Keys(prefix)
-        self.max_entries_per_event = max_entries_per_event
-        self.history_length = history
+        #: Limits and fees of every contest; each channel's history length is its streams'.
+        self.config = config = config if config is not None else ChannelConfig()
+        # The histories live in the streams: a cached contest keeps none.
+        self._writer_config = dataclasses.replace(
+            config, liquidity_history=0, depth_history=0, state_history=0, opportunity_history=0
+        )
         self.backoff = backoff or Backoff()
         self.check_interval_s = check_interval_s
         self.catalog = Catalog()
@@ -392,13 +449,20 @@ class RedisBroker:
     # writing -----------------------------------------------------------------------------------
 
     async def apply(self, batch: Batch, now_ms: int) -> Applied:
+        return await self._submit(batch.contest_id, batch, now_ms)
+
+    async def apply_state(self, update: StateUpdate, now_ms: int) -> Applied:
+        """Apply a contest-state update; raise ``StateError`` for one the state refuses."""
+        return await self._submit(update.contest_id, update, now_ms)
+
+    async def _submit(self, contest_id: str, op: Batch | StateUpdate, now_ms: int) -> Applied:
         if not self.available:
             raise Unavailable("Redis is unreachable")
-        writer = self._writers.get(batch.contest_id)
+        writer = self._writers.get(contest_id)
         if writer is None:
-            writer = self._writers[batch.contest_id] = _Writer(batch.contest_id)
+            writer = self._writers[contest_id] = _Writer(contest_id)
         done: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
-        writer.queue.append((batch, now_ms, done))
+        writer.queue.append((op, now_ms, done))
         if not writer.busy:
             writer.busy = True
             try:
@@ -423,9 +487,11 @@ class RedisBroker:
             writer.busy = False
 
     async def _commit(
-        self, writer: _Writer, group: list[tuple[Batch, int, asyncio.Future[Applied]]]
+        self,
+        writer: _Writer,
+        group: list[tuple[Batch | StateUpdate, int, asyncio.Future[Applied]]],
     ) -> None:
-        """Write one group of batches to a contest; settle every batch's future."""
+        """Write one group of operations to a contest; settle every operation's future."""
         try:
             results = await self._write(writer, group)
         except Unavailable as error:
@@ -434,22 +500,26 @@ class RedisBroker:
                     done.set_exception(Unavailable(str(error)))
             return
         except BaseException as error:
-            writer.book = None
+            writer.contest = None
             for _, _, done in group:
                 if not done.done():
                     done.set_exception(Unavailable(f"write failed: {error!r}"))
             raise
         for (_, _, done), result in zip(group, results, strict=True):
-            if not done.done():
+            if done.done():
+                continue
+            if isinstance(result, Exception):
+                done.set_exception(result)
+            else:
                 done.set_result(result)
 
     async def _write(
-        self, writer: _Writer, group: list[tuple[Batch, int, asyncio.Future[Applied]]]
-    ) -> list[Applied]:
+        self,
+        writer: _Writer,
+        group: list[tuple[Batch | StateUpdate, int, asyncio.Future[Applied]]],
+    ) -> list[Applied | Exception]:
         contest_id = writer.contest_id
         keys = self.keys
-        stream = keys.history(LIQUIDITY, contest_id)
-        channel = keys.pubsub(LIQUIDITY, contest_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + COMMAND_TIMEOUT_S
         for attempt in range(MAX_ATTEMPTS):
@@ -459,66 +529,43 @@ class RedisBroker:
                 # Two writers keep colliding on this contest: step aside a random moment, while
                 # this process's next batches gather into one group.
                 await asyncio.sleep(self._rng.uniform(0, 0.0005 * attempt))
-            book = writer.book
-            if book is None or writer.loaded_in != self.epoch:
-                book = await self._load(writer)
+            contest = writer.contest
+            if contest is None or writer.loaded_in != self.epoch:
+                contest = await self._load(writer)
             epoch = writer.loaded_in
-            results: list[Applied] = []
-            events: list[LiquidityEvent] = []
+            results: list[Applied | Exception] = []
+            events: list[Event] = []
             touched: set[str] = set()
-            for batch, now_ms, _ in group:
-                event = book.apply(batch, now_ms, self.max_entries_per_event)
-                touched.update(change.liquidity_hash for change in book.last_changed)
-                if event is None:
-                    results.append(Applied([], book.seq))
+            for op, now_ms, _ in group:
+                if isinstance(op, Batch):
+                    found = contest.apply_batch(op, now_ms)
+                    touched.update(change.liquidity_hash for change in contest.book.last_changed)
+                    results.append(Applied(found, contest.book.seq))
                 else:
-                    events.append(event)
-                    results.append(Applied([event], book.seq))
-            sets: list[Any] = []
-            dels: list[str] = []
-            entries = book.entries
-            for liquidity_hash in touched:
-                entry = entries.get(liquidity_hash)
-                if entry is None:
-                    dels.append(liquidity_hash)
-                else:
-                    sets += (liquidity_hash, _entry_bytes(entry))
-            meta: list[Any] = ["seq", book.seq, "at", book.updated_at_ms] if events else []
-            args: list[Any] = [
-                writer.stored_epoch,
-                writer.version,
-                epoch,
-                self.history_length,
-                len(sets) // 2,
-                len(dels),
-                len(meta) // 2,
-                len(events),
-                *sets,
-                *dels,
-                *meta,
-            ]
-            for event in events:
-                args += (3, event.seq, channel, protocol.encode_event(event))
-            writer.book = None  # unknown until the script answers
+                    try:
+                        found = contest.apply_state(op, now_ms)
+                    except IngestError as error:  # refused whole: the state is unchanged
+                        results.append(error)
+                        continue
+                    results.append(Applied(found, contest.state.seq))
+                events += found
+            args, stream_keys = self._writes(writer, contest, touched, events, epoch)
+            writer.contest = None  # unknown until the script answers
+            script_keys = [keys.meta(contest_id), keys.book(contest_id), keys.streams(contest_id)]
+            script_keys += stream_keys
             try:
                 if writer.version == 0 and events:
                     pipe = self.redis.pipeline(transaction=False)
                     pipe.sadd(keys.contests, contest_id)
-                    await self._apply(
-                        keys=[keys.meta(contest_id), keys.book(contest_id), stream],
-                        args=args,
-                        client=pipe,
-                    )
+                    await self._apply(keys=script_keys, args=args, client=pipe)
                     replies = await pipe.execute()
                     ok, version = replies[-1]
                 else:
-                    ok, version = await self._apply(
-                        keys=[keys.meta(contest_id), keys.book(contest_id), stream], args=args
-                    )
+                    ok, version = await self._apply(keys=script_keys, args=args)
             except (RedisError, OSError) as error:
                 raise Unavailable(f"Redis did not answer: {error}") from None
             if ok and epoch == self.epoch:
-                writer.book = book
+                writer.contest = contest
                 writer.version = version
                 writer.stored_epoch = epoch
                 return results
@@ -528,15 +575,75 @@ class RedisBroker:
                 break
         raise Unavailable(f"contest {contest_id} is written too often from elsewhere; retry")
 
-    async def _load(self, writer: _Writer) -> ContestBook:
+    def _writes(
+        self,
+        writer: _Writer,
+        contest: LiveContest,
+        touched: set[str],
+        events: list[Event],
+        epoch: str,
+    ) -> tuple[list[Any], list[str]]:
+        """The script's arguments for what a group changed, and the streams it writes."""
+        sets: list[Any] = []
+        dels: list[str] = []
+        entries = contest.book.entries
+        for liquidity_hash in touched:
+            entry = entries.get(liquidity_hash)
+            if entry is None:
+                dels.append(liquidity_hash)
+            else:
+                sets += (liquidity_hash, _entry_bytes(entry))
+        meta: list[Any] = []
+        for name, part in _parts(contest).items():
+            data = orjson.dumps(part)
+            if data != writer.parts.get(name):
+                meta += (name, data)
+                writer.parts[name] = data
+        stream_keys: list[str] = []
+        published: list[Any] = []
+        config = self.config
+        for event in events:
+            channel, topic = event.CHANNEL, event.topic
+            meta += (_seq_field(channel, topic), event.seq)
+            spec = CHANNELS.get(channel)
+            if spec is None:
+                continue  # a channel this server does not serve: its state is kept, not sent
+            stream = self.keys.history(channel, topic)
+            if stream not in stream_keys:
+                stream_keys.append(stream)
+            published += (
+                4 + stream_keys.index(stream),
+                event.seq,
+                self.keys.pubsub(channel, topic),
+                spec.encode_event(event),
+                _history_length(config, channel),
+            )
+        if any(isinstance(e, LiquidityEvent) for e in events):
+            meta += ("at", contest.book.updated_at_ms)
+        args: list[Any] = [
+            writer.stored_epoch,
+            writer.version,
+            epoch,
+            len(sets) // 2,
+            len(dels),
+            len(meta) // 2,
+            len(published) // 5,
+            *sets,
+            *dels,
+            *meta,
+            *published,
+        ]
+        return args, stream_keys
+
+    async def _load(self, writer: _Writer) -> LiveContest:
         """Read a contest's stored state into ``writer``."""
         contest_id = writer.contest_id
         had = writer.version
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hmget(self.keys.meta(contest_id), "epoch", "v", "seq", "at")
+            pipe.hmget(self.keys.meta(contest_id), "epoch", "v", "seq", "at", *_PARTS)
             pipe.hgetall(self.keys.book(contest_id))
-            (stored_epoch, version, seq, at), raw = await pipe.execute()
+            (stored_epoch, version, seq, at, *parts), raw = await pipe.execute()
         except (RedisError, OSError) as error:
             raise Unavailable(f"Redis did not answer: {error}") from None
         stored = stored_epoch.decode() if stored_epoch else ""
@@ -548,11 +655,36 @@ class RedisBroker:
         writer.version = _int(version)
         writer.loaded_in = self.epoch
         if stored == self.epoch:
-            book = ContestBook.restore(contest_id, _int(seq), _entries(raw), _int(at), 0)
+            contest = self._restore(contest_id, _int(seq), _int(at), parts, raw)
         else:
-            book = ContestBook(contest_id, 0)
-        writer.book = book
-        return book
+            contest = LiveContest(contest_id, self._writer_config)
+        writer.parts = {name: orjson.dumps(part) for name, part in _parts(contest).items()}
+        writer.contest = contest
+        return contest
+
+    def _restore(
+        self,
+        contest_id: str,
+        seq: int,
+        at: int,
+        parts: list[bytes | None],
+        raw: dict[bytes, bytes],
+    ) -> LiveContest:
+        """A contest from what its keys hold (``LiveContest.restore``, without histories)."""
+        fresh = _parts(LiveContest(contest_id, self._writer_config))
+        data: dict[str, Any] = {
+            "contest_id": contest_id,
+            "book": {
+                "contest_id": contest_id,
+                "seq": seq,
+                "updated_at_ms": at,
+                "entries": [[h.decode(), *orjson.loads(value)] for h, value in raw.items()],
+                "history": [],
+            },
+        }
+        for name, stored in zip(_PARTS, parts, strict=True):
+            data[name] = orjson.loads(stored) if stored else fresh[name]
+        return LiveContest.restore(data, self._writer_config)
 
     async def add_catalog(
         self,
@@ -579,12 +711,10 @@ class RedisBroker:
     # following ---------------------------------------------------------------------------------
 
     def follow(self, channel: str, topic: str) -> None:
-        _check(channel)
+        decode = _decoder(channel)
         name = self.keys.pubsub(channel, topic)
         if name in self._topics:
             return
-        decode = CHANNELS[channel].decode_event
-        assert decode is not None
         self._topics[name] = _Topic(channel, topic, name, decode)
         self._dirty.set()
 
@@ -617,11 +747,13 @@ class RedisBroker:
 
     # reading -----------------------------------------------------------------------------------
 
-    async def _meta_and(self, contest_id: str, *reads: Callable[[Any], Any]) -> list[Any]:
-        """The contest's (epoch, seq) and what ``reads`` add to the same transaction."""
+    async def _meta_and(
+        self, contest_id: str, field: str, *reads: Callable[[Any], Any]
+    ) -> list[Any]:
+        """The contest's (epoch, ``field``) and what ``reads`` add to the same transaction."""
         try:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hmget(self.keys.meta(contest_id), "epoch", "seq")
+            pipe.hmget(self.keys.meta(contest_id), "epoch", field)
             for read in reads:
                 read(pipe)
             return list(await pipe.execute())
@@ -636,31 +768,60 @@ class RedisBroker:
         return _int(seq)
 
     async def history(self, channel: str, topic: str, since: int) -> list[Event] | None:
-        _check(channel)
+        decode = _decoder(channel)
         stream = self.keys.history(channel, topic)
+        count = _history_length(self.config, channel) + 1
         meta, raw = await self._meta_and(
-            topic,
-            lambda pipe: pipe.xrange(stream, f"{since + 1}-0", "+", count=self.history_length + 1),
+            _contest_of(topic),
+            _seq_field(channel, topic),
+            lambda pipe: pipe.xrange(stream, f"{since + 1}-0", "+", count=count),
         )
         current = self._current(meta)
         if current is None:
             return [] if since == 0 else None
-        replay = _replay(raw, since, current, CHANNELS[channel].decode_event)
+        replay = _replay(raw, since, current, decode)
         return None if replay is None else [event for event, _ in replay]
 
     async def snapshot(self, channel: str, topic: str) -> Any:
-        _check(channel)
+        """The ``liquidity`` snapshot of a contest; the other channels read ``contest()``."""
+        if channel != LIQUIDITY:
+            raise ValueError(f"channel {channel!r} has no snapshot here; read contest()")
         found = await self.liquidity(topic)
         return found if found is not None else LiquiditySnapshot(topic, 0, {})
 
     async def seq(self, channel: str, topic: str) -> int:
-        _check(channel)
-        (meta,) = await self._meta_and(topic)
+        _decoder(channel)
+        (meta,) = await self._meta_and(_contest_of(topic), _seq_field(channel, topic))
         return self._current(meta) or 0
+
+    async def contest(self, contest_id: str) -> LiveContest | None:
+        """A contest's whole state on every channel (restored, without histories), or ``None``.
+
+        What the snapshots of the channels derived from the book read.
+        """
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hmget(self.keys.meta(contest_id), "epoch", "seq", "at", *_PARTS)
+            pipe.hgetall(self.keys.book(contest_id))
+            (stored_epoch, seq, at, *parts), raw = await pipe.execute()
+        except (RedisError, OSError) as error:
+            raise Unavailable(f"Redis did not answer: {error}") from None
+        if not stored_epoch or stored_epoch.decode() != self.epoch:
+            return None
+        return self._restore(contest_id, _int(seq), _int(at), parts, raw)
+
+    async def open_opportunities(self) -> list[Opportunity]:
+        """Every open opportunity of every contest (``GET /flow/v1/opportunities``)."""
+        found: list[Opportunity] = []
+        for contest_id in await self.contest_ids():
+            contest = await self.contest(contest_id)
+            if contest is not None:
+                found += contest.opportunities.open()
+        return found
 
     async def liquidity(self, contest_id: str) -> LiquiditySnapshot | None:
         book = self.keys.book(contest_id)
-        meta, raw = await self._meta_and(contest_id, lambda pipe: pipe.hgetall(book))
+        meta, raw = await self._meta_and(contest_id, "seq", lambda pipe: pipe.hgetall(book))
         current = self._current(meta)
         if current is None:
             return None
@@ -698,7 +859,7 @@ class RedisBroker:
     async def _new_epoch(self) -> None:
         """The history is new: forget cached contests, refresh every followed topic."""
         for writer in self._writers.values():
-            writer.book = None
+            writer.contest = None
         held = self._hold()
         try:
             topics = list(self._topics.values())
@@ -733,7 +894,8 @@ class RedisBroker:
         try:
             pipe = self.redis.pipeline(transaction=False)
             for found in topics:
-                pipe.hmget(self.keys.meta(_contest_of(found.topic)), "epoch", "seq")
+                field = _seq_field(found.channel, found.topic)
+                pipe.hmget(self.keys.meta(_contest_of(found.topic)), "epoch", field)
             replies = await pipe.execute()
         except (RedisError, OSError) as error:
             raise Unavailable(f"Redis did not answer: {error}") from None
@@ -767,9 +929,22 @@ class RedisBroker:
     def _refresh(self, found: _Topic, seq: int) -> None:
         """Every local subscriber of the topic re-fetches: a refresh at the current seq."""
         found.seen = seq
-        if self._deliver is not None and self._topics.get(found.pubsub) is found:
-            event = LiquidityEvent(found.topic, seq, (), True, self.clock.ms())
-            self._deliver(event, protocol.encode_event(event))
+        if self._deliver is None or self._topics.get(found.pubsub) is not found:
+            return
+        event: LiquidityEvent | DepthEvent
+        now_ms = self.clock.ms()
+        if found.channel == LIQUIDITY:
+            event = LiquidityEvent(found.topic, seq, (), True, now_ms)
+        elif found.channel == DepthEvent.CHANNEL:
+            event = DepthEvent(found.topic, _contest_of(found.topic), seq, (), True, now_ms)
+        else:
+            # contest_state and opportunities have no refresh event: their clients see the
+            # seq jump and re-read the state (both are small).
+            log.info("%s %s: events missed up to seq %d", found.channel, found.topic, seq)
+            return
+        spec = CHANNELS.get(found.channel)
+        if spec is not None:
+            self._deliver(event, spec.encode_event(event))
 
     def _on_message(self, name: bytes, data: bytes) -> None:
         found = self._topics.get(name)
@@ -911,12 +1086,12 @@ class RedisBroker:
             since = found.seen if found.seen is not None else found.base
             assert since is not None
             contest_id = _contest_of(found.topic)
-            pipe.hmget(self.keys.meta(contest_id), "epoch", "seq")
+            pipe.hmget(self.keys.meta(contest_id), "epoch", _seq_field(found.channel, found.topic))
             pipe.xrange(
                 self.keys.history(found.channel, found.topic),
                 f"{since + 1}-0",
                 "+",
-                count=self.history_length + 1,
+                count=_history_length(self.config, found.channel) + 1,
             )
         replies = await pipe.execute()
         replayed = refreshed = 0

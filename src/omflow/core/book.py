@@ -45,32 +45,6 @@ class ContestBook:
         #: look at.
         self.last_changed: tuple[Change, ...] = ()
 
-    @classmethod
-    def restore(
-        cls,
-        contest_id: str,
-        seq: int,
-        entries: dict[str, Entry],
-        updated_at_ms: int = 0,
-        history: int = DEFAULT_HISTORY,
-    ) -> ContestBook:
-        """A book holding ``entries`` at ``seq`` (read back from a shared store); no history.
-
-        A writer of the Redis broker keeps the contest's state here between its writes, so
-        every process applies a batch with this same code.
-        """
-        book = cls(contest_id, history)
-        book.seq = seq
-        book.updated_at_ms = updated_at_ms
-        book.entries = entries
-        by_partner = book._by_partner
-        for liquidity_hash, entry in entries.items():
-            owned = by_partner.get(entry.partner_id)
-            if owned is None:
-                owned = by_partner[entry.partner_id] = set()
-            owned.add(liquidity_hash)
-        return book
-
     def apply(
         self,
         batch: Batch,

@@ -68,9 +68,6 @@ class ChannelSpec:
     encode_event: Callable[[Any], bytes]
     #: The messages that bring a subscriber up to a snapshot: (snapshot, now_ms, epoch).
     encode_snapshot: Callable[[Any, int, str], list[bytes]]
-    #: An event back from the bytes ``encode_event`` made (a broker between processes
-    #: carries events as their wire JSON).
-    decode_event: Callable[[bytes], Any] | None = None
 
 
 class LiquidityConflation:
@@ -118,7 +115,6 @@ LIQUIDITY_CHANNEL = ChannelSpec(
     snapshot_replaces=True,
     encode_event=protocol.encode_event,
     encode_snapshot=liquidity_snapshot,
-    decode_event=protocol.decode_event,
 )
 
 

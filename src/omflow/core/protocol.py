@@ -22,7 +22,7 @@ import orjson
 
 from omflow.core.hashes import is_valid_id
 from omflow.core.model import Change, LiquidityEvent
-from omflow.core.timefmt import iso_ms, iso_s, parse_wire_ms
+from omflow.core.timefmt import iso_ms, iso_s
 
 MAX_CONTESTS_PER_CONNECTION = 200
 
@@ -203,30 +203,6 @@ def encode_event(event: LiquidityEvent) -> bytes:
     """A book event: encoded once per event, whatever the number of subscribers."""
     return _update(
         event.contest_id, event.seq, event.changes, event.refresh_required, event.timestamp_ms
-    )
-
-
-def decode_event(payload: bytes) -> LiquidityEvent:
-    """A ``liquidity.update`` back from the wire JSON ``encode_event`` wrote.
-
-    A broker that carries events between processes as their wire bytes hands each gateway
-    the bytes to send and this event to conflate and order by::
-
-        {"type": "liquidity.update", "contest_id": "ct_abc123", "changed_entries":
-         [{"liquidity_hash": "kalshi:ct_abc123:…", "partner_id": "kalshi", "price": 0.49,
-           "available": 5400}], "refresh_required": false,
-         "timestamp": "2026-04-17T22:00:01.234Z", "seq": 7}
-    """
-    message = orjson.loads(payload)
-    return LiquidityEvent(
-        message["contest_id"],
-        message["seq"],
-        tuple(
-            Change(c["liquidity_hash"], c["partner_id"], c["price"], c["available"])
-            for c in message["changed_entries"]
-        ),
-        message["refresh_required"],
-        parse_wire_ms(message["timestamp"]),
     )
 
 
