@@ -251,13 +251,16 @@ def _seq_field(channel: str, topic: str) -> str:
 _PARTS = ("depth", "state", "opportunities")
 
 
-def _parts(contest: LiveContest) -> dict[str, Any]:
-    """The contest's state besides its book, as plain data (no histories: streams keep them)."""
-    return {
-        "depth": contest.depth.export(history=False),
-        "state": contest.state.export(history=False),
-        "opportunities": contest.opportunities.export(history=False),
-    }
+def _parts(contest: LiveContest, channels: set[str] | None = None) -> dict[str, Any]:
+    """The contest's state besides its book, as plain data (no histories: streams keep them);
+    with ``channels``, only the parts that events of those channels may have changed."""
+    parts: dict[str, Any] = {}
+    if channels is None or DepthEvent.CHANNEL in channels:
+        parts["depth"] = contest.depth.export(history=False)
+    if channels is None or StateEvent.CHANNEL in channels:
+        parts["state"] = contest.state.export(history=False)
+    parts["opportunities"] = contest.opportunities.export(history=False)
+    return parts
 
 
 def _history_length(config: ChannelConfig, channel: str) -> int:
@@ -594,7 +597,10 @@ class RedisBroker:
             else:
                 sets += (liquidity_hash, _entry_bytes(entry))
         meta: list[Any] = []
-        for name, part in _parts(contest).items():
+        # Depth and state change only with an event of theirs; the opportunities' part (small)
+        # can change without one (a market found to be three-way), so it is always compared.
+        channels = {event.CHANNEL for event in events}
+        for name, part in _parts(contest, channels).items():
             data = orjson.dumps(part)
             if data != writer.parts.get(name):
                 meta += (name, data)
