@@ -209,7 +209,8 @@ def test_a_feed_process_fills_the_book_a_gateway_serves(
         assert book["data"]
         ws = stream(port, secret, streams)
         ids = [c["id"] for c in contests]
-        ws.send(orjson.dumps({"action": "subscribe", "channel": "liquidity", "contest_ids": ids}))
+        subscribe = {"action": "subscribe", "channel": "liquidity", "contest_ids": ids}
+        ws.send(orjson.dumps(subscribe).decode())  # a text frame
         assert orjson.loads(ws.recv(timeout=5))["type"] == "subscribed"
         update = orjson.loads(ws.recv(timeout=10))
         assert update["type"] == "liquidity.update"

@@ -1,4 +1,4 @@
-"""The ``omflow`` command: ``serve`` and ``keys create|list|revoke|migrate``.
+"""The ``omflow`` command: ``serve``, ``feed`` and ``keys create|list|revoke|migrate``.
 
 Every ``serve`` flag, and ``--keys`` and ``--data-dir`` everywhere, has an ``OMFLOW_*``
 environment twin (see ``omflow.settings``).
@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import importlib.util
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,12 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from omflow import __version__, logs
+from omflow.broker.base import Unavailable
+from omflow.broker.factory import open_broker
+from omflow.broker.url import is_shared
 from omflow.client import tail
 from omflow.core.keys import KeyRecord, Scope, parse_scopes
 from omflow.feeds import cli as feeds_cli
 from omflow.feeds.common import FeedConfigError
 from omflow.keystore import describe_keystore, migrate_keystore, open_keystore
 from omflow.keystore.base import KeyStore, KeyStoreError
+from omflow.logs import redact_url
 from omflow.settings import (
     Settings,
     SettingsError,
@@ -43,6 +49,10 @@ if TYPE_CHECKING:
     from omflow.server.app import App
 
 DEMO_LABEL = "make-run"
+#: Seconds a stopping ``omflow feed`` waits for its feed's last write.
+STOP_GRACE_S = 5.0
+#: ``omflow feed``'s flags: the settings it reads, validated like ``serve``'s.
+FEED_SETTINGS = ("broker", "redis_prefix", "feed_interval", "history", "fees", "log_level")
 
 
 def _colour(code: str, text: str) -> str:
@@ -208,6 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Help,
     )
     _add_store_options(migrate)
+    feed = commands.add_parser(
+        "feed",
+        help="run the demo feed into a shared book (Redis), with no client port",
+        description="Run a feed into the book every process shares (--broker redis://…), "
+        "without serving clients: gateways started with the same --broker serve what it "
+        "publishes. Every flag has its OMFLOW_* twin.",
+        formatter_class=_Help,
+    )
+    feed.add_argument(
+        "--feed", dest="feed_name", choices=["demo"], default="demo", help="the feed to run"
+    )
+    for f in fields(Settings):
+        if f.name in FEED_SETTINGS:
+            _add_flag(feed, f)
     tail.add_command(commands)
     # The feed commands take any subparsers; ours make ``Parser``s (one-line errors).
     feeds_cli.add_commands(cast("argparse._SubParsersAction[argparse.ArgumentParser]", commands))
@@ -231,7 +255,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"omflow: {problem}", file=sys.stderr)
         return 2
+    if args.command == "feed":
+        if not is_shared(settings.broker):
+            print(
+                "omflow: a feed without a client port publishes into a shared book: "
+                "pass --broker redis://HOST:PORT/DB (or set OMFLOW_BROKER)",
+                file=sys.stderr,
+            )
+            return 2
+        return _feed(settings)
     if args.command == "serve":
+        if settings.workers > 1 and not settings.reuse_port:
+            if not is_shared(settings.broker):
+                print(
+                    f"omflow: --workers {settings.workers} needs a shared broker: "
+                    "pass --broker redis://HOST:PORT/DB (or set OMFLOW_BROKER)",
+                    file=sys.stderr,
+                )
+                return 2
+            return _serve_workers(settings)
         return _serve(settings)
     return asyncio.run(_keys(args, settings))
 
@@ -256,11 +298,8 @@ def prepare_data_dir(path: Path) -> str | None:
 # serve -------------------------------------------------------------------------------------------
 
 
-def _serve(settings: Settings) -> int:
-    if importlib.util.find_spec("httptools") is None:
-        print("omflow: the server needs its extra: pip install 'omflow[server]'", file=sys.stderr)
-        return 2
-    logs.configure(settings.log_level, settings.access_log)
+def _run(main: Any) -> int:
+    """Run a coroutine on uvloop where installed; Ctrl-C is a normal stop."""
     try:
         import uvloop
     except ImportError:
@@ -268,11 +307,21 @@ def _serve(settings: Settings) -> int:
     else:
         runner = uvloop.run
     with contextlib.suppress(KeyboardInterrupt):
-        return int(runner(_serve_async(settings)))
+        return int(runner(main))
     return 0
 
 
-async def _serve_async(settings: Settings) -> int:
+def _serve(settings: Settings, banner: bool = True, demo_secret: str | None = None) -> int:
+    if importlib.util.find_spec("httptools") is None:
+        print("omflow: the server needs its extra: pip install 'omflow[server]'", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, settings.access_log)
+    return _run(_serve_async(settings, banner, demo_secret))
+
+
+async def _serve_async(
+    settings: Settings, banner: bool = True, demo_secret: str | None = None
+) -> int:
     from omflow.server.app import App
 
     try:
@@ -280,36 +329,35 @@ async def _serve_async(settings: Settings) -> int:
     except KeyStoreError as error:
         print(f"omflow: {error}", file=sys.stderr)
         return 2
+    broker, leases = open_broker(settings)
     try:
-        app = App(settings, store)
+        app = App(settings, store, broker=broker, leases=leases)
     except FeedConfigError as error:
         print(f"omflow: {error}", file=sys.stderr)
         await store.close()
         return 2
-    demo_secret = None
     try:
         if settings.demo_key:
-            now_ms = app.clock.ms()
-            await store.revoke_label(DEMO_LABEL, now_ms=now_ms)
-            _, demo_secret = await store.create_key(
-                organization_name="demo",
-                scopes=frozenset({Scope.STREAM, Scope.PUBLISH}),
-                max_connections=10,
-                label=DEMO_LABEL,
-                now_ms=now_ms,
-            )
+            demo_secret = await _demo_key(store)
         await app.start()
     except KeyStoreError as error:
         print(f"omflow: {error}", file=sys.stderr)
         await store.close()
         return 2
+    except Unavailable as error:
+        print(f"omflow: {error}: start it, or pass --broker memory", file=sys.stderr)
+        await store.close()
+        return 1
     except OSError as error:
         print(f"omflow: {listen_error(settings.host, settings.port, error)}", file=sys.stderr)
         await app.keys.stop()
+        await leases.close()
+        await broker.close()
         await store.close()
         return 2
-    has_keys = demo_secret is not None or any(not k.revoked for k in await store.list_keys())
-    _banner(settings, app.port, app, demo_secret, has_keys)
+    if banner:
+        has_keys = demo_secret is not None or any(not k.revoked for k in await store.list_keys())
+        _banner(settings, app.port, app, demo_secret, has_keys)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -319,6 +367,149 @@ async def _serve_async(settings: Settings) -> int:
     await app.stop()
     await store.close()
     return 0
+
+
+async def _demo_key(store: KeyStore) -> str:
+    now_ms = int(time.time() * 1000)
+    await store.revoke_label(DEMO_LABEL, now_ms=now_ms)
+    _, secret = await store.create_key(
+        organization_name="demo",
+        scopes=frozenset({Scope.STREAM, Scope.PUBLISH}),
+        max_connections=10,
+        label=DEMO_LABEL,
+        now_ms=now_ms,
+    )
+    return secret
+
+
+async def _demo_key_in(settings: Settings) -> str:
+    store = await open_keystore(settings.keys, settings.data_dir)
+    try:
+        return await _demo_key(store)
+    finally:
+        await store.close()
+
+
+def _serve_workers(settings: Settings) -> int:
+    """``--workers N``: N processes on one port; signals go to them; exit when they have."""
+    logs.configure(settings.log_level, settings.access_log)
+    # Hold the port (bound, never listening) so that port 0 means one port for every worker.
+    holder = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        holder.bind((settings.host, settings.port))
+    except OSError as error:
+        print(f"omflow: {listen_error(settings.host, settings.port, error)}", file=sys.stderr)
+        return 2
+    port = holder.getsockname()[1]
+    demo_secret = None
+    if settings.demo_key:
+        try:
+            demo_secret = asyncio.run(_demo_key_in(settings))
+        except KeyStoreError as error:
+            print(f"omflow: {error}", file=sys.stderr)
+            return 2
+    children: dict[int, int] = {}  # pid -> worker index
+    for index in range(settings.workers):
+        worker = dataclasses.replace(
+            settings,
+            port=port,
+            reuse_port=True,
+            demo_key=False,
+            # One feed for the deployment: two demo feeds would quote one slate twice.
+            feed=settings.feed if index == 0 else "none",
+        )
+        pid = os.fork()
+        if pid == 0:
+            holder.close()
+            code = 1
+            try:
+                code = _serve(worker, banner=index == 0, demo_secret=demo_secret)
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    stopping = False
+
+    def forward(signum: int, _: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = children.pop(pid, -1)
+        code = os.waitstatus_to_exitcode(status)
+        worst = worst or (code if code > 0 else 0 if stopping else 1)
+        if not stopping and index >= 0:
+            print(
+                f"omflow: worker {index} exited ({code}); stopping the others",
+                file=sys.stderr,
+                flush=True,
+            )
+            forward(signal.SIGTERM, None)
+    holder.close()
+    return worst
+
+
+# feed --------------------------------------------------------------------------------------------
+
+
+def _feed(settings: Settings) -> int:
+    logs.configure(settings.log_level, access_log=False)
+    return _run(_feed_async(settings))
+
+
+async def _feed_async(settings: Settings) -> int:
+    from omflow.clock import SYSTEM_CLOCK
+    from omflow.feeds.runner import DemoFeed
+    from omflow.ingestor import Ingestor
+
+    broker, leases = open_broker(settings)
+    try:
+        await broker.start(lambda event, payload: None)
+    except Unavailable as error:
+        print(f"omflow: {error}: start it, or check --broker", file=sys.stderr)
+        return 1
+    ingestor = Ingestor(broker, SYSTEM_CLOCK)
+    feed = DemoFeed(SYSTEM_CLOCK, settings.feed_interval)
+    ingestor.on_new_epoch(lambda _: feed.resend())
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = loop.create_task(feed.run(ingestor))
+    print(
+        _colour("1;32", f"omflow {__version__}: feed {feed.name} publishing into ")
+        + redact_url(settings.broker)
+        + "\n"
+        + _colour("2", "Ctrl-C stops."),
+        flush=True,
+    )
+    stopped = loop.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        print(f"omflow: the feed stopped: {task.exception()}", file=sys.stderr)
+        code = 1
+    task.cancel()
+    stopped.cancel()
+    _, running = await asyncio.wait({task, stopped}, timeout=STOP_GRACE_S)
+    if running:
+        print("omflow: the feed did not stop in time; exiting anyway. It was at:", file=sys.stderr)
+        task.print_stack(file=sys.stderr)
+    await leases.close()
+    await broker.close()
+    return code
 
 
 def listen_error(host: str, port: int, error: OSError) -> str:
@@ -350,6 +541,8 @@ def _banner(
         f"  data dir   {settings.data_dir}",
         f"  keys       {describe_keystore(settings.keys, settings.data_dir)}",
         f"  feed       {settings.feed}",
+        f"  broker     {redact_url(settings.broker)}"
+        + (f"   ({settings.workers} workers)" if settings.workers > 1 else ""),
         f"  live page  {base}/" + (f"#key={secret}" if secret else ""),
         f"  stream     {ws}?api_key=KEY",
         f"  REST       {base}/flow/v1/contests   (header X-API-Key: KEY)",

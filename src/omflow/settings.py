@@ -20,6 +20,7 @@ from dataclasses import MISSING, Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from omflow.broker.url import check_broker, check_prefix
 from omflow.core.opportunities import parse_fees
 
 #: Names ``--feed`` accepts (a comma list of them, or ``none``). Feeds add their name here:
@@ -169,6 +170,32 @@ class Settings:
     demo_key: bool = setting(
         False, "mint a fresh stream+publish key for org 'demo' and print it (make run)"
     )
+    broker: str = setting(
+        "memory",
+        "where books, history and connection counts live: this process's memory, or a Redis "
+        "every process shares",
+        metavar="memory|redis://HOST:PORT/DB",
+        check=check_broker,
+    )
+    redis_prefix: str = setting(
+        "omf:", "prefix of every Redis key (deployments sharing one Redis)", check=check_prefix
+    )
+    workers: int = setting(
+        1,
+        "processes serving the port (SO_REUSEPORT); more than 1 needs --broker redis://…",
+        unit="processes",
+        low=1,
+        high=64,
+    )
+    lease_ttl: float = setting(
+        30.0,
+        "a dead process's connection slots come back within",
+        unit="seconds",
+        low=0.5,
+        high=3600,
+    )
+    #: Set for each process ``--workers`` starts: bind the port with SO_REUSEPORT.
+    reuse_port: bool = setting(False, "bind the port with SO_REUSEPORT", flag=False)
 
     @property
     def keys_path(self) -> Path:

@@ -21,10 +21,9 @@ from tests.services import REDIS_URL
 from omflow.broker.base import Applied, Broker, Event
 from omflow.broker.memory import MemoryBroker
 from omflow.broker.redis import RedisBroker
-from omflow.core.channels import LIQUIDITY
+from omflow.core.channels import CHANNELS, LIQUIDITY
 from omflow.core.contest import ChannelConfig
 from omflow.core.model import Batch, Contest, EntryUpdate, League, LiquidityEvent, Participant
-from omflow.core.protocol import encode_event
 
 
 def update(contest_id: str, price: float, available: float, side: str = "side_home") -> EntryUpdate:
@@ -45,8 +44,12 @@ class Received:
     def __call__(self, event: Event, payload: bytes | None) -> None:
         self.events.append((event, payload))
 
+    def book(self) -> list[tuple[Event, bytes | None]]:
+        """The ``liquidity`` events (the channels derived from the book add theirs)."""
+        return [(e, p) for e, p in self.events if e.CHANNEL == LIQUIDITY]
+
     def seqs(self, topic: str) -> list[int]:
-        return [e.seq for e, _ in self.events if e.topic == topic]
+        return [e.seq for e, _ in self.book() if e.topic == topic]
 
 
 BrokerFactory = Callable[..., Any]
@@ -77,14 +80,14 @@ async def kit(request: pytest.FixtureRequest) -> AsyncIterator[Kit]:
 
         async def make(**options: Any) -> tuple[Broker, Received]:
             received = Received()
+            config = ChannelConfig(
+                max_entries_per_event=options.get("max_entries_per_event", 1000),
+                liquidity_history=options.get("history", 1024),
+            )
             broker: Broker
             if request.param == "memory":
-                broker = MemoryBroker(**options)
+                broker = MemoryBroker(config)
             else:
-                config = ChannelConfig(
-                    max_entries_per_event=options.get("max_entries_per_event", 1000),
-                    liquidity_history=options.get("history", 1024),
-                )
                 broker = RedisBroker(REDIS_URL, prefix=prefix, config=config)
             await broker.start(received)
             stack.push_async_callback(broker.close)
@@ -103,7 +106,7 @@ async def test_each_change_is_one_event_with_the_next_seq(kit: Kit) -> None:
     await follow(broker, "ct_a")
     first = await broker.apply(batch("ct_a", update("ct_a", 0.5, 10)), 1_000)
     second = await broker.apply(batch("ct_a", update("ct_a", 0.52, 10)), 2_000)
-    await eventually(lambda: len(received.events) == 2)
+    await eventually(lambda: len(received.book()) == 2)
     assert [e.seq for e in book_events(first)] == [1]
     assert first.seq == 1
     assert [e.seq for e in book_events(second)] == [2]
@@ -113,11 +116,12 @@ async def test_each_change_is_one_event_with_the_next_seq(kit: Kit) -> None:
     assert event.changes[0].price == 0.52
     assert event.timestamp_ms == 2_000
     assert received.seqs("ct_a") == [1, 2]
-    for delivered, payload in received.events:
+    for delivered, payload in received.events:  # every channel's events
         # Carried as wire JSON, the bytes are the ones a client would get for the event.
         if payload is not None:
-            assert orjson.loads(payload) == orjson.loads(encode_event(delivered))  # type: ignore[arg-type]
-    assert received.events[1][0] == event
+            encoded = CHANNELS[delivered.CHANNEL].encode_event(delivered)
+            assert orjson.loads(payload) == orjson.loads(encoded)
+    assert received.book()[1][0] == event
 
 
 async def test_an_unchanged_quote_is_no_event_and_keeps_the_seq(kit: Kit) -> None:
@@ -129,7 +133,7 @@ async def test_an_unchanged_quote_is_no_event_and_keeps_the_seq(kit: Kit) -> Non
     assert same.seq == 1
     assert await broker.seq(LIQUIDITY, "ct_a") == 1
     await broker.apply(batch("ct_a", update("ct_a", 0.6, 10)), 3_000)
-    await eventually(lambda: len(received.events) == 2)
+    await eventually(lambda: len(received.book()) == 2)
     assert received.seqs("ct_a") == [1, 2]
 
 

@@ -11,20 +11,18 @@ import secrets
 from collections.abc import Callable, Iterable
 
 from omflow.broker.base import Applied, Deliver, Event
+from omflow.broker.snapshots import contest_of as _contest_of
+from omflow.broker.snapshots import snapshot_of
 from omflow.core.catalog import Catalog
-from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
 from omflow.core.contest import ChannelConfig, LiveContest
 from omflow.core.model import (
     Batch,
     Contest,
-    DepthSnapshot,
     League,
     LiquiditySnapshot,
-    OpportunitiesSnapshot,
     Opportunity,
     Participant,
     Snapshot,
-    StateSnapshot,
     StateUpdate,
 )
 
@@ -105,29 +103,7 @@ class MemoryBroker:
 
     async def snapshot(self, channel: str, topic: str) -> Snapshot:
         """A live view of the topic's state: read it before the next ``await``."""
-        contest_id = _contest_of(channel, topic)
-        contest = self.contests.get(contest_id)
-        if channel == LIQUIDITY:
-            if contest is None:
-                return LiquiditySnapshot(topic, 0, {})
-            return contest.liquidity_snapshot()
-        if channel == ORDERBOOK:
-            depth = contest.depth_snapshot(topic) if contest is not None else None
-            if depth is None:
-                return DepthSnapshot(topic, contest_id, 0, [])
-            return DepthSnapshot(topic, contest_id, depth["seq"], depth["partners"])
-        if channel == CONTEST_STATE:
-            if contest is None:
-                return StateSnapshot(topic, 0, None)
-            return StateSnapshot(topic, contest.state.seq, contest.state_snapshot())
-        if channel == OPPORTUNITIES:
-            if contest is None:
-                return OpportunitiesSnapshot(topic, 0, [])
-            # The open events' time is set when they are sent (the channel's snapshot encoder).
-            return OpportunitiesSnapshot(
-                topic, contest.opportunities.seq, contest.opportunities_snapshot(0)
-            )
-        raise ValueError(f"unknown channel {channel!r}")
+        return snapshot_of(self.contests.get(_contest_of(channel, topic)), channel, topic)
 
     async def seq(self, channel: str, topic: str) -> int:
         contest = self.contests.get(_contest_of(channel, topic))
@@ -153,11 +129,6 @@ class MemoryBroker:
 def _published(contest: LiveContest) -> bool:
     """Whether anything was ever published for the contest (its book or its state)."""
     return contest.book.seq > 0 or contest.state.seq > 0
-
-
-def _contest_of(channel: str, topic: str) -> str:
-    """The contest a topic belongs to: itself, or a position hash's first segment."""
-    return topic.partition(":")[0] if channel == ORDERBOOK else topic
 
 
 class MemoryLeases:

@@ -62,6 +62,8 @@ from redis.retry import Retry
 
 from omflow.broker.backoff import Backoff
 from omflow.broker.base import Applied, Deliver, Event, Unavailable
+from omflow.broker.snapshots import snapshot_of
+from omflow.broker.url import check_prefix
 from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core.catalog import Catalog
 from omflow.core.channels import CHANNELS, LIQUIDITY
@@ -78,6 +80,7 @@ from omflow.core.model import (
     LiquiditySnapshot,
     Opportunity,
     Participant,
+    Snapshot,
     StateEvent,
     StateUpdate,
 )
@@ -202,8 +205,7 @@ class Keys:
     """Names of every key and channel under one prefix."""
 
     def __init__(self, prefix: str) -> None:
-        if "{" in prefix or "}" in prefix:
-            raise ValueError("a Redis key prefix may not contain '{' or '}' (hash tags)")
+        check_prefix(prefix)
         self.prefix = prefix
         self.epoch = f"{prefix}epoch"
         self.contests = f"{prefix}contests"
@@ -788,12 +790,13 @@ class RedisBroker:
         replay = _replay(raw, since, current, decode)
         return None if replay is None else [event for event, _ in replay]
 
-    async def snapshot(self, channel: str, topic: str) -> Any:
-        """The ``liquidity`` snapshot of a contest; the other channels read ``contest()``."""
-        if channel != LIQUIDITY:
-            raise ValueError(f"channel {channel!r} has no snapshot here; read contest()")
-        found = await self.liquidity(topic)
-        return found if found is not None else LiquiditySnapshot(topic, 0, {})
+    async def snapshot(self, channel: str, topic: str) -> Snapshot:
+        if channel == LIQUIDITY:
+            found = await self.liquidity(topic)
+            return found if found is not None else LiquiditySnapshot(topic, 0, {})
+        _decoder(channel)
+        contest = await self.contest(_contest_of(topic))
+        return snapshot_of(contest, channel, topic)
 
     async def seq(self, channel: str, topic: str) -> int:
         _decoder(channel)

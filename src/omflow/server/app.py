@@ -22,12 +22,11 @@ from websockets.protocol import Side
 from websockets.server import ServerProtocol
 
 from omflow.broker.base import Broker, Leases, Unavailable
+from omflow.broker.factory import channel_config
 from omflow.broker.memory import MemoryBroker, MemoryLeases
 from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core.channels import CHANNELS
-from omflow.core.contest import ChannelConfig
 from omflow.core.keys import KeyRecord, Scope
-from omflow.core.opportunities import parse_fees
 from omflow.core.ratelimit import MessageLimiter
 from omflow.feeds.runner import DemoFeed
 from omflow.feeds.service import FeedService
@@ -53,15 +52,6 @@ _ws_logger = logging.getLogger("omflow.websocket")
 
 STREAM_PATH = "/flow/v1/stream"
 DRAIN_GRACE_S = 3.0
-
-
-def channel_config(settings: Settings) -> ChannelConfig:
-    """Every contest's limits and fees, from the settings."""
-    return ChannelConfig(
-        max_entries_per_event=settings.max_entries_per_event,
-        liquidity_history=settings.history,
-        fees=parse_fees(settings.fees),
-    )
 
 
 class App:
