@@ -21,9 +21,21 @@ from tests.services import REDIS_URL
 from omflow.broker.base import Applied, Broker, Event
 from omflow.broker.memory import MemoryBroker
 from omflow.broker.redis import RedisBroker
-from omflow.core.channels import CHANNELS, LIQUIDITY
+from omflow.core.channels import CHANNELS, CONTEST_STATE, LIQUIDITY, ORDERBOOK
 from omflow.core.contest import ChannelConfig
-from omflow.core.model import Batch, Contest, EntryUpdate, League, LiquidityEvent, Participant
+from omflow.core.model import (
+    Batch,
+    Contest,
+    DepthSnapshot,
+    EntryUpdate,
+    League,
+    Level,
+    LiquidityEvent,
+    Participant,
+    Score,
+    StateSnapshot,
+    StateUpdate,
+)
 
 
 def update(contest_id: str, price: float, available: float, side: str = "side_home") -> EntryUpdate:
@@ -280,3 +292,51 @@ async def test_the_catalog_reaches_every_process(kit: Kit) -> None:
     if kit.shared:
         three, _ = await kit.make()  # a process started later reads it whole
         assert three.catalog.contests["ct_a"] == contest
+
+
+async def test_state_updates_take_their_topics_seq_and_are_read_back(kit: Kit) -> None:
+    broker, received = await kit.make()
+    await follow_channel(broker, CONTEST_STATE, "ct_a")
+    live = await broker.apply_state(StateUpdate("feed", "ct_a", status="live"), 1_000)
+    scored = await broker.apply_state(StateUpdate("feed", "ct_a", score=Score(7, 3)), 2_000)
+    assert (live.seq, scored.seq) == (1, 2)
+    await eventually(lambda: len(of_channel(received, CONTEST_STATE)) == 2)
+    assert [e.seq for e in of_channel(received, CONTEST_STATE)] == [1, 2]
+    snapshot = await broker.snapshot(CONTEST_STATE, "ct_a")
+    assert isinstance(snapshot, StateSnapshot)
+    assert snapshot.seq == 2
+    assert snapshot.current is not None
+    assert (snapshot.current.state.status, snapshot.current.state.score) == ("live", Score(7, 3))
+    replay = await broker.history(CONTEST_STATE, "ct_a", 0)
+    assert [e.seq for e in replay or []] == [1, 2]
+    assert await broker.seq(CONTEST_STATE, "ct_a") == 2
+    assert await broker.seq(LIQUIDITY, "ct_a") == 0  # the book has its own seq
+
+
+async def test_depth_events_and_snapshot_per_position(kit: Kit) -> None:
+    broker, received = await kit.make()
+    position = "ct_a:mk_ml:side_home:var_0:p_kc:tf_full"
+    await follow_channel(broker, ORDERBOOK, position)
+    ladder = (Level(0.49, 100), Level(0.50, 200))
+    entry = EntryUpdate(f"kalshi:{position}", 0.49, 100, ladder)
+    await broker.apply(Batch("kalshi", "ct_a", (entry,)), 1_000)
+    moved = EntryUpdate(f"kalshi:{position}", 0.49, 100, (Level(0.49, 100), Level(0.51, 300)))
+    await broker.apply(Batch("kalshi", "ct_a", (moved,)), 2_000)
+    await eventually(lambda: len(of_channel(received, ORDERBOOK)) == 2)
+    depth = of_channel(received, ORDERBOOK)
+    assert [(e.topic, e.seq) for e in depth] == [(position, 1), (position, 2)]
+    snapshot = await broker.snapshot(ORDERBOOK, position)
+    assert isinstance(snapshot, DepthSnapshot)
+    assert snapshot.seq == 2
+    levels = snapshot.partners[0]["levels"]
+    assert [(x["price"], x["available"]) for x in levels] == [(0.49, 100), (0.51, 300)]
+    assert [e.seq for e in await broker.history(ORDERBOOK, position, 1) or []] == [2]
+
+
+def of_channel(received: Received, channel: str) -> list[Event]:
+    return [e for e, _ in received.events if channel == e.CHANNEL]
+
+
+async def follow_channel(broker: Broker, channel: str, topic: str) -> None:
+    broker.follow(channel, topic)
+    await broker.following(channel, topic)

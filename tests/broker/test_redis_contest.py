@@ -1,8 +1,8 @@
 """The whole contest is shared through Redis: depth, game state and opportunities, not only the
 book. A process that writes a contest another process wrote first goes on from that state.
 
-(These run on Redis only until the memory broker applies every channel too; then they belong
-in the contract suite.)
+(Two processes sharing one state is what only the Redis broker does; every channel's behaviour
+within one broker is in the contract suite.)
 """
 
 from __future__ import annotations
