@@ -50,11 +50,12 @@ async def on_private_redis(
     async def start(
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         history: int = 1024,
+        config: ChannelConfig | None = None,
         **overrides: Any,
     ) -> Server:
         broker = RedisBroker(
             private_redis.url,
-            config=ChannelConfig(liquidity_history=history),
+            config=config or ChannelConfig(liquidity_history=history),
             backoff=QUICK,
             sleep=sleep,
             check_interval_s=0.2,
@@ -155,6 +156,65 @@ async def test_a_gap_the_history_no_longer_covers_is_a_refresh(
     assert live["seq"] == 12
 
 
+async def test_a_gap_past_the_history_resends_the_state_and_refreshes_opportunities(
+    on_private_redis: Start, private_redis: PrivateRedis
+) -> None:
+    """contest_state is whole: its subscribers get the current state; opportunities get
+    opportunity.refresh (re-fetch over REST), never a silent jump."""
+    gate = Gate()
+    config = ChannelConfig(state_history=2, opportunity_history=2)
+    writer = await on_private_redis(config=config)
+    gateway = await on_private_redis(sleep=gate, config=config)
+    secret = await writer.key()
+    state = "/flow/v1/partners/scores/state"
+
+    publisher = await writer.key("publish")
+
+    async def publish_state(period: str) -> None:
+        body = orjson.dumps({"contest_id": "ct_a", "status": "live", "period": period})
+        reply = await http(writer.port, "POST", state, headers={"x-api-key": publisher}, body=body)
+        assert reply.status == 200, reply.body
+
+    async def quote(side: str, price: float, partner: str) -> None:
+        who = "p_kc" if side == "side_home" else "p_sf"
+        await writer.publish(
+            "ct_a",
+            [entry("ct_a", price, 100, partner_id=partner, side=side, participant=who)],
+            partner_id=partner,
+        )
+
+    async with await connect(gateway, secret) as ws:
+        for channel in ("contest_state", "opportunities"):
+            await ws.send(
+                orjson.dumps(
+                    {"action": "subscribe", "channel": channel, "contest_ids": ["ct_a"]}
+                ).decode()
+            )
+            assert (await recv(ws))["type"] == "subscribed"
+            await gateway.app.broker.following(channel, "ct_a")
+        await publish_state("Q1")
+        assert (await recv(ws))["seq"] == 1
+        private_redis.kill_pubsub_of(gateway.app.broker.name)
+        await eventually(lambda: not gateway.app.broker.available)
+        # Redis trims a history stream in whole nodes (about 100 entries): go well past it.
+        for n in range(2, 202):
+            await publish_state(f"P{n}")
+        await quote("side_home", 0.40, "kalshi")
+        await quote("side_away", 0.50, "polymarket")  # opens: opportunities seq 1
+        for n in range(200):  # updates: seq 2 .. 201
+            await quote("side_home", 0.41 if n % 2 == 0 else 0.42, "kalshi")
+        gate.open.set()
+        caught_up = {m["type"]: m for m in [await recv(ws), await recv(ws)]}
+    current = caught_up["contest_state.update"]
+    assert (current["seq"], current["period"]) == (201, "P201")
+    refresh = caught_up["opportunity.refresh"]
+    assert (refresh["contest_id"], refresh["seq"], refresh["refresh_required"]) == (
+        "ct_a",
+        201,
+        True,
+    )
+
+
 async def test_while_redis_is_down_clients_stay_and_publishes_get_503(
     on_private_redis: Start, private_redis: PrivateRedis
 ) -> None:
@@ -229,6 +289,17 @@ async def test_the_demo_feed_refills_a_redis_that_came_back_empty(
     listed = await fed.app.broker.contest_ids()
     assert listed
     books = {c: await fed.app.broker.liquidity(c) for c in listed}
+
+    async def with_state() -> set[str]:
+        found = set()
+        for contest_id in contests:
+            snapshot = await fed.app.broker.snapshot("contest_state", contest_id)
+            if getattr(snapshot, "current", None) is not None:
+                found.add(contest_id)
+        return found
+
+    stated = await with_state()
+    assert stated  # the demo publishes every game's state
     epoch = fed.app.broker.epoch
     private_redis.kill()
     await eventually(lambda: not fed.app.broker.available)
@@ -251,7 +322,7 @@ async def test_the_demo_feed_refills_a_redis_that_came_back_empty(
         return True
 
     async with asyncio.timeout(10):
-        while not await refilled():  # noqa: ASYNC110 - the shared state has no event to await
+        while not await refilled() or await with_state() != stated:  # noqa: ASYNC110 - the shared state has no event to await
             await asyncio.sleep(0.05)
     reply = await fed.get("/flow/v1/contests", secret)
     assert sorted(c["id"] for c in reply.json()["data"]) == contests

@@ -79,9 +79,11 @@ from omflow.core.model import (
     LiquidityEvent,
     LiquiditySnapshot,
     Opportunity,
+    OpportunityEvent,
     Participant,
     Snapshot,
     StateEvent,
+    StateSnapshot,
     StateUpdate,
 )
 from omflow.logs import redact_url
@@ -936,24 +938,39 @@ class RedisBroker:
             self._deliver(event, payload)
 
     def _refresh(self, found: _Topic, seq: int) -> None:
-        """Every local subscriber of the topic re-fetches: a refresh at the current seq."""
+        """Every local subscriber of the topic learns it missed events: a refresh at the
+        current seq (``liquidity``, ``orderbook``, ``opportunities``), or the current state
+        itself (``contest_state``, which is whole)."""
         found.seen = seq
         if self._deliver is None or self._topics.get(found.pubsub) is not found:
             return
-        event: LiquidityEvent | DepthEvent
+        event: LiquidityEvent | DepthEvent | OpportunityEvent
         now_ms = self.clock.ms()
         if found.channel == LIQUIDITY:
             event = LiquidityEvent(found.topic, seq, (), True, now_ms)
         elif found.channel == DepthEvent.CHANNEL:
             event = DepthEvent(found.topic, _contest_of(found.topic), seq, (), True, now_ms)
+        elif found.channel == OpportunityEvent.CHANNEL:
+            event = OpportunityEvent("refresh", found.topic, seq, 0, "", None, None, now_ms)
         else:
-            # contest_state and opportunities have no refresh event: their clients see the
-            # seq jump and re-read the state (both are small).
-            log.info("%s %s: events missed up to seq %d", found.channel, found.topic, seq)
+            self._spawn(self._resend_state(found))
             return
         spec = CHANNELS.get(found.channel)
         if spec is not None:
             self._deliver(event, spec.encode_event(event))
+
+    async def _resend_state(self, found: _Topic) -> None:
+        """Deliver a contest's current state to its subscribers, unless a newer one came."""
+        snapshot = await self.snapshot(found.channel, found.topic)
+        assert isinstance(snapshot, StateSnapshot)
+        current = snapshot.current
+        if current is None or self._deliver is None or self._topics.get(found.pubsub) is not found:
+            return
+        if found.seen is not None and current.seq < found.seen:
+            return  # a newer state was delivered meanwhile
+        found.seen = current.seq
+        spec = CHANNELS[found.channel]
+        self._deliver(current, spec.encode_event(current))
 
     def _on_message(self, name: bytes, data: bytes) -> None:
         found = self._topics.get(name)

@@ -257,8 +257,10 @@ ORDERBOOK_CHANNEL = ChannelSpec(
 
 def opportunity_message(
     event: OpportunityEvent,
-) -> m.OpportunityOpen | m.OpportunityUpdate | m.OpportunityClose:
+) -> m.OpportunityOpen | m.OpportunityUpdate | m.OpportunityClose | m.OpportunityRefresh:
     timestamp = iso_ms(event.timestamp_ms)
+    if event.kind == "refresh":
+        return m.OpportunityRefresh(event.contest_id, event.seq, True, timestamp)
     if event.kind == "close":
         assert event.reason is not None
         return m.OpportunityClose(

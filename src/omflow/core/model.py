@@ -240,13 +240,16 @@ class Opportunity:
     max_stake: Number
 
 
-OpportunityKind = Literal["open", "update", "close"]
+#: ``refresh`` tells a subscriber it missed events of the contest (its process lost them): it
+#: carries the current seq and nothing else, and goes out as ``opportunity.refresh``.
+OpportunityKind = Literal["open", "update", "close", "refresh"]
 CloseReason = Literal["price_moved", "size_gone", "contest_closed"]
 
 
 @dataclass(slots=True)
 class OpportunityEvent:
-    """``opportunity.open`` / ``.update`` (with the opportunity) or ``.close`` (with a reason)."""
+    """``opportunity.open`` / ``.update`` (with the opportunity), ``.close`` (with a reason), or
+    ``.refresh`` (neither)."""
 
     CHANNEL: ClassVar[str] = "opportunities"
 

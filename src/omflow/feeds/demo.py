@@ -563,6 +563,10 @@ class DemoMarket:
                     batches.append(batch)
         return batches
 
+    def resend_states(self) -> None:
+        """Make the next ``state_updates`` return every game's state again (a lost book)."""
+        self._published.clear()
+
     def state_updates(self, now_ms: int) -> list[StateUpdate]:
         """Every game whose state changed since the last call (or all of them, on the first).
 

@@ -72,7 +72,10 @@ class DemoFeed:
                     market = self.market
                     await sink.add_catalog(market.leagues, market.participants, market.contests)
                     batches = self.market.opening_books()
-                    log.info("demo feed: re-sending %d full books", len(batches))
+                    self.market.resend_states()
+                    log.info(
+                        "demo feed: re-sending %d full books and every game's state", len(batches)
+                    )
                 for batch in batches:
                     await sink.publish(batch)
                 for update in self.market.state_updates(now_ms):

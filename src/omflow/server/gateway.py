@@ -357,10 +357,15 @@ class Gateway:
         self, conn: StreamConnection, spec: ChannelSpec, topic: str, held: _Held, seq: int
     ) -> None:
         if held.overflow:
-            self.stats.refreshes += 1
-            last = held.events[-1][0].seq if held.events else seq
-            conn.send(spec.conflation.encode_refresh(topic, last, self.clock.ms()))
-            return
+            if spec.conflation.bounded:
+                # A whole-state channel: the newest event held is all the client needs.
+                held.overflow = False
+                held.events = held.events[-1:]
+            else:
+                self.stats.refreshes += 1
+                last = held.events[-1][0].seq if held.events else seq
+                conn.send(spec.conflation.encode_refresh(topic, last, self.clock.ms()))
+                return
         for event, frame in held.events:
             if event.seq > seq and conn.outbox.push_event(event, frame) == FIRST:
                 self.mark_dirty(conn)
