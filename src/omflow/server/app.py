@@ -189,6 +189,8 @@ class App:
                 "gaps": health.gaps,
                 "reconnects": health.reconnects,
                 "unmatched_markets": len(health.unmatched),
+                # The first few, with why each did not match (the rest: /metrics counts them).
+                "unmatched": dict(sorted(health.unmatched.items())[:20]),
                 "last_error": health.last_error,
             }
             for name, health in self.feeds.health().items()
