@@ -100,6 +100,13 @@ class Settings:
     max_pending_bytes: int = setting(
         _MIB, "queued per connection in one loop turn", unit="bytes", low=4096, high=1 << 30
     )
+    max_flush_delay: float = setting(
+        0.002,
+        "under load, a connection's writes may wait for more events (never when quiet)",
+        unit="seconds",
+        low=0,
+        high=0.1,
+    )
     write_buffer_high: int = setting(
         256 * 1024,
         "socket write buffer that counts as behind",

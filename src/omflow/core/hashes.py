@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 #: A contest or partner id: 1-64 letters, digits, ``_`` or ``-`` (never ``:``).
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -90,9 +91,24 @@ class LiquidityHash:
 
 
 def parse_liquidity_hash(value: object) -> LiquidityHash:
-    """Split and check a liquidity hash; raise ``ValueError`` saying what is wrong."""
+    """Split and check a liquidity hash; raise ``ValueError`` saying what is wrong.
+
+    Partners publish the same hashes over and over: the last ``PARSED_CACHE`` well-formed ones
+    are kept parsed (a ``LiquidityHash`` is immutable), so a repeat costs a dict look-up, not
+    seven pattern matches. A malformed one is never cached: it is checked, and refused, each
+    time.
+    """
     if not isinstance(value, str):
         raise ValueError("liquidity_hash must be a string")
+    return _parse(value)
+
+
+#: Well-formed liquidity hashes kept parsed (most recently used first out of the cache).
+PARSED_CACHE = 16_384
+
+
+@lru_cache(maxsize=PARSED_CACHE)
+def _parse(value: str) -> LiquidityHash:
     parts = value.split(":")
     if len(parts) != 7:
         raise ValueError(

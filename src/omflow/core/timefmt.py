@@ -20,7 +20,13 @@ def _second_prefix(seconds: int) -> str:
 
 def iso_s(ms: int) -> str:
     """``2026-04-17T22:00:00Z``."""
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _iso_second(ms // 1000)
+
+
+@lru_cache(maxsize=64)
+def _iso_second(seconds: int) -> str:
+    """Formatted once per second (every REST answer carries one), not once per answer."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso_ms(text: str) -> int:

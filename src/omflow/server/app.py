@@ -81,6 +81,7 @@ class App:
                 max_backlog_entries=settings.max_backlog_entries,
                 max_entries_per_event=settings.max_entries_per_event,
                 slow_consumer_timeout_s=settings.slow_consumer_timeout,
+                max_flush_delay_s=settings.max_flush_delay,
             ),
             clock,
         )
@@ -147,6 +148,7 @@ class App:
         for http in list(self.http_connections):
             if http.transport is not None:
                 http.transport.close()
+        self.heads.stop()
         for task in [*self._tasks, *self._upgrades_in_flight]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._upgrades_in_flight, return_exceptions=True)

@@ -17,6 +17,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from http import HTTPStatus
 from typing import Protocol, cast
 from urllib.parse import parse_qsl
@@ -66,20 +67,25 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": {"code": code, "message": message}})
 
 
+@lru_cache(maxsize=64)
+def _head_start(status: int, content_type: str) -> str:
+    """The status line and content type of a response: the same few, made once each."""
+    phrase = HTTPStatus(status).phrase
+    return (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: {content_type}\r\ncache-control: no-store\r\n"
+    )
+
+
 def encode_response(response: Response, keep_alive: bool, with_body: bool = True) -> bytes:
     """The response's bytes; ``with_body=False`` for ``HEAD``, whose answer has headers only."""
-    status = HTTPStatus(response.status)
-    lines = [
-        f"HTTP/1.1 {status.value} {status.phrase}",
-        f"content-type: {response.content_type}",
-        f"content-length: {len(response.body)}",
-        "cache-control: no-store",
-    ]
-    lines.extend(f"{name}: {value}" for name, value in response.headers)
+    head = _head_start(response.status, response.content_type)
+    for name, value in response.headers:
+        head += f"{name}: {value}\r\n"
+    head += f"content-length: {len(response.body)}\r\n"
     if not keep_alive:
-        lines.append("connection: close")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + response.body if with_body else head
+        head += "connection: close\r\n"
+    data = (head + "\r\n").encode("latin-1")
+    return data + response.body if with_body else data
 
 
 class Handler(Protocol):
@@ -116,6 +122,10 @@ class HeadGuard:
     on a keep-alive connection) until its last header arrives. A new connection from an address
     that already has ``max_per_source`` unfinished heads is closed at once; those heads last
     ``handshake_timeout`` at most, so one address holds at most that many sockets half-open.
+
+    Deadlines (a head's, an idle keep-alive connection's) are checked by one sweep over the
+    connections a few times per timeout rather than by a timer per request: arming a timer
+    and cancelling it again cost more than answering a publish's request line does.
     """
 
     def __init__(
@@ -130,6 +140,35 @@ class HeadGuard:
         self.unfinished: dict[str, int] = {}
         self.refused = 0  # connections closed at once, their source over the limit
         self.timed_out = 0  # heads not complete within the handshake timeout
+        self.tracked: set[HttpConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    @property
+    def sweep_every(self) -> float:
+        """Seconds between sweeps: a deadline is met within a quarter of the shorter timeout."""
+        return min(max(min(self.handshake_timeout, self.keepalive_timeout) / 4, 0.01), 1.0)
+
+    def track(self, conn: HttpConnection) -> None:
+        self.tracked.add(conn)
+        if self._sweeper is None:
+            loop = asyncio.get_running_loop()
+            self._sweeper = loop.call_later(self.sweep_every, self._sweep, loop)
+
+    def untrack(self, conn: HttpConnection) -> None:
+        self.tracked.discard(conn)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for conn in list(self.tracked):
+            conn.check_deadlines(now)
+        self._sweeper = (
+            loop.call_later(self.sweep_every, self._sweep, loop) if self.tracked else None
+        )
+
+    def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
 
     def admit(self, source: str) -> bool:
         """Count a new connection's head; ``False``: its source is over the limit."""
@@ -168,12 +207,13 @@ class HttpConnection(asyncio.Protocol):
         self.client = "-"
         self.source = "-"  # the peer's address, without its port
         self.head_counted = False  # a head of this connection counts in guard.unfinished
-        self.head_timer: asyncio.TimerHandle | None = None
+        self.head_deadline: float | None = None  # loop time by which the head must be complete
+        self.idle_deadline: float | None = None  # loop time at which an idle connection closes
         self.bytes_seen = False
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[tuple[Request, bool]] = deque()
         self.serving: asyncio.Task[None] | None = None
-        self.idle: asyncio.TimerHandle | None = None
+        self.linger: asyncio.TimerHandle | None = None  # closes the socket after an error
         self.closed = False
         # Set once the input is refused (400, 413, 431): what follows is read and dropped, and
         # the error goes out once the requests queued before it are answered.
@@ -206,14 +246,16 @@ class HttpConnection(asyncio.Protocol):
             return
         self.head_counted = True
         self.connections.add(self)
+        self.guard.track(self)
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.connections.discard(self)
+        self.guard.untrack(self)
         self._head_done()
-        if self.idle is not None:
-            self.idle.cancel()
+        if self.linger is not None:
+            self.linger.cancel()
         if self.serving is not None:
             self.serving.cancel()
 
@@ -255,9 +297,7 @@ class HttpConnection(asyncio.Protocol):
         if not self.head_counted:  # the next request on a keep-alive connection
             self.head_counted = True
             self.guard.enter(self.source)
-            if self.idle is not None:
-                self.idle.cancel()
-                self.idle = None
+            self.idle_deadline = None
             self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
@@ -343,8 +383,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _upgrade(self, rest: bytes) -> None:
         assert self.transport is not None
-        if self.idle is not None:
-            self.idle.cancel()
+        self.idle_deadline = None
         request = self._request()
         if request.headers.get("upgrade", "").lower() != "websocket":
             # Another protocol (h2c, …): not offered, so answer the request itself over HTTP/1.1
@@ -355,6 +394,7 @@ class HttpConnection(asyncio.Protocol):
             return
         # The transport leaves the HTTP layer: it no longer counts among HTTP connections.
         self.connections.discard(self)
+        self.guard.untrack(self)
         self.handler.upgrade(request, self.transport, self, rest)
 
     def respond_and_close(self, request: Request, response: Response, started: float) -> None:
@@ -365,21 +405,25 @@ class HttpConnection(asyncio.Protocol):
 
     # timers ----------------------------------------------------------------------------------
 
+    def check_deadlines(self, now: float) -> None:
+        """Time out a head or an idle connection whose deadline has passed (the guard's sweep)."""
+        if self.head_deadline is not None and now >= self.head_deadline:
+            self._head_timeout()
+        elif self.idle_deadline is not None and now >= self.idle_deadline:
+            self.idle_deadline = None
+            self._idle_out()
+
     def _arm_head_timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.head_timer = loop.call_later(self.guard.handshake_timeout, self._head_timeout)
+        self.head_deadline = asyncio.get_running_loop().time() + self.guard.handshake_timeout
 
     def _head_done(self) -> None:
         """The head is complete (or the connection gone): it no longer counts, nor times out."""
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
+        self.head_deadline = None
         if self.head_counted:
             self.head_counted = False
             self.guard.leave(self.source)
 
     def _head_timeout(self) -> None:
-        self.head_timer = None
         self.guard.timed_out += 1
         self._head_done()
         if self.closed or self.failure is not None:
@@ -413,9 +457,10 @@ class HttpConnection(asyncio.Protocol):
             transport.close()
             return
         transport.write_eof()
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
+        self.idle_deadline = None
+        if self.linger is not None:
+            self.linger.cancel()
+        self.linger = asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -428,12 +473,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         if self.closed or self.transport is None or self.head_counted:
-            return  # a head in progress has its own timer
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = asyncio.get_running_loop().call_later(
-            self.guard.keepalive_timeout, self._idle_out
-        )
+            return  # a head in progress has its own deadline
+        self.idle_deadline = asyncio.get_running_loop().time() + self.guard.keepalive_timeout
 
     def _idle_out(self) -> None:
         if self.serving is None and not self.queue:

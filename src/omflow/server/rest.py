@@ -545,8 +545,20 @@ ROUTES: list[Route] = [
 ]
 
 
+#: The routes of each method, in table order: a request tries only its method's (a publish
+#: needs one pattern match, not one per route).
+_BY_METHOD: dict[str, list[Route]] = {}
+for _route_ in ROUTES:
+    _BY_METHOD.setdefault(_route_.method, []).append(_route_)
+_BY_METHOD["HEAD"] = _BY_METHOD["GET"]
+
+
 def match(method: str, path: str) -> tuple[Route, dict[str, str]] | ApiError:
     """The route for a request, or the error to answer (404, or 405 naming allowed methods)."""
+    for route in _BY_METHOD.get(method, ()):
+        found = route.pattern.match(path)
+        if found is not None:
+            return route, found.groupdict()
     allowed = []
     for route in ROUTES:
         found = route.pattern.match(path)
