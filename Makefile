@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 PORT   ?= $(or $(OMFLOW_PORT),8700)
 FEED   ?= $(or $(OMFLOW_FEED),demo)
 
-.PHONY: run test lint bench cluster clean chromium
+.PHONY: run test lint bench bench-e2e cluster clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ cluster: $(VENV)/.installed-run  ## a local cluster: 2 gateways + 1 feed on Redi
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/fanout.py
+
+# omflow beside nginx+nchan through the public interfaces (benchmarks/README.md «End to end»).
+# Installs Debian's nginx-light and libnginx-mod-nchan when missing and run as root.
+bench-e2e: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/e2e.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
