@@ -8,6 +8,8 @@ carries a Python traceback.
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -206,6 +208,18 @@ async def test_metrics_are_prometheus_text_and_counters_move(server: Server) -> 
     liquidity = 'omflow_events_total{channel="liquidity"}'
     assert after[liquidity] == before.get(liquidity, 0) + 2
     assert after["omflow_contests"] == before["omflow_contests"] + 2
+
+
+async def test_metrics_count_garbage_collections_and_their_pauses(server: Server) -> None:
+    # The server runs in this process: a full collection here is one of its own.
+    before = await metric_values(server)
+    gc.collect()
+    after = await metric_values(server)
+    full = 'omflow_gc_collections_total{generation="2"}'
+    assert after[full] >= before[full] + 1
+    paused = 'omflow_gc_pause_seconds_total{generation="2"}'
+    assert after[paused] > before[paused]
+    assert after['omflow_gc_pause_max_seconds{generation="2"}'] > 0
 
 
 # --- authentication and scopes ------------------------------------------------------------------
@@ -895,6 +909,24 @@ async def test_a_client_that_half_closes_still_gets_its_answer(server: Server) -
         check(await read_reply(reader), 401, "unauthorized")
         assert (await read_reply(reader)).json()["status"] == "ready"
         assert await read_to_end(reader) == b""
+
+
+async def test_a_client_gone_while_its_request_waits_leaves_nothing_behind(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An unknown key waits for the store; the client hangs up meanwhile. The waiting handler
+    # is finished or cancelled quietly, and the next client is served as ever.
+    for n in range(5):
+        async with connection(server.port) as (_, writer):
+            writer.write(
+                request(f"{API}/contests", "GET", f"x-api-key: om_data_live_gone{n}")
+                + request("/healthz")
+            )
+            await writer.drain()
+    async with connection(server.port) as (reader, writer):
+        writer.write(request("/healthz", "GET", "connection: close"))
+        assert (await read_reply(reader)).json() == {"status": "ok"}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_no_response_ever_carries_a_traceback(make_server: ServerFactory) -> None:

@@ -104,6 +104,7 @@ class App:
             settings.keepalive_timeout,
             settings.max_handshakes_per_source,
         )
+        self.gc_pauses = metrics.GcPauses()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -129,6 +130,7 @@ class App:
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._arm_heartbeat()
+        self.gc_pauses.install()
         self.ready = True
 
     async def stop(self) -> None:
@@ -157,6 +159,7 @@ class App:
         await self.keys.stop()
         await self.leases.close()
         await self.broker.close()
+        self.gc_pauses.remove()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 1.0)
@@ -227,6 +230,7 @@ class App:
             partners=self.ingestor.partners,
             feeds=self.feeds.health(),
             now=self.clock.monotonic(),
+            gc_pauses=self.gc_pauses,
         )
 
     # HTTP ------------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ publish→send latency histogram, and per-partner ingest figures."""
 from __future__ import annotations
 
 import bisect
+import gc
+import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from omflow.feeds.base import FeedHealth
 
@@ -41,6 +43,55 @@ class Histogram:
         yield f"{name}_count {self.count}"
 
 
+class GcPauses:
+    """The garbage collector's pauses in this process, per generation (``gc.callbacks``).
+
+    A full collection walks every long-lived object, so its pause grows with the number of
+    connections and events kept: the figure to read when the latency tail has spikes.
+    """
+
+    __slots__ = ("_started", "collections", "longest", "seconds")
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        took = time.perf_counter() - self._started
+        self.collections[generation] += 1
+        self.seconds[generation] += took
+        self.longest[generation] = max(self.longest[generation], took)
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+    def lines(self) -> Iterable[str]:
+        for name, kind, help_text, values in (
+            ("omflow_gc_collections_total", "counter", "Garbage collections, by generation",
+             self.collections),
+            ("omflow_gc_pause_seconds_total", "counter",
+             "Time the process stood still collecting garbage, by generation", self.seconds),
+            ("omflow_gc_pause_max_seconds", "gauge", "The longest single collection, by generation",
+             self.longest),
+        ):  # fmt: skip
+            yield f"# HELP {name} {help_text}"
+            yield f"# TYPE {name} {kind}"
+            for generation, value in enumerate(values):
+                shown = round(value, 6) if isinstance(value, float) else value
+                yield f'{name}{{generation="{generation}"}} {shown}'
+
+
 class GatewayStatsView(Protocol):
     @property
     def events(self) -> Mapping[str, int]: ...
@@ -71,6 +122,7 @@ def render(
     partners: Mapping[str, PartnerView],
     feeds: Mapping[str, FeedHealth],
     now: float,
+    gc_pauses: GcPauses | None = None,
 ) -> str:
     """The whole ``/metrics`` page; ``now`` is monotonic seconds (partners' staleness)."""
     out: list[str] = []
@@ -152,4 +204,6 @@ def render(
             reading = read(health)
             if reading is not None:
                 out.append(f'{name}{{feed="{feed_name}"}} {reading}')
+    if gc_pauses is not None:
+        out += gc_pauses.lines()
     return "\n".join(out) + "\n"
