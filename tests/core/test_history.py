@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from omflow.core.contest import ChannelConfig, LiveContest
 from omflow.core.history import History
+from omflow.core.model import Batch, EntryUpdate, Level
 
 
 @dataclass
@@ -38,3 +41,24 @@ def test_restored_history_keeps_its_bound() -> None:
     assert list(history) == [Event(2), Event(3)]
     assert history.since(1, 3) == [Event(2), Event(3)]
     assert history.since(0, 3) is None
+
+
+def test_busy_histories_cost_the_garbage_collector_nothing() -> None:
+    """Liquidity and depth keep their events packed: a full history adds no tracked object."""
+    contest = LiveContest("ct_gc", ChannelConfig(liquidity_history=4096, depth_history=4096))
+    hashes = [f"kalshi:ct_gc:mk_ml:side_home:var_{n}:p_kc:tf_full" for n in range(4)]
+
+    def publish(n: int) -> None:
+        entry = EntryUpdate(hashes[n % 4], 0.4 + (n % 50) / 1000, 100 + n, (Level(0.6, 5),))
+        contest.apply_batch(Batch("kalshi", "ct_gc", (entry,)), n)
+
+    publish(0)
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(1, 2001):
+        publish(n)
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert contest.since("liquidity", "ct_gc", 0) is not None  # every event is still kept
+    assert len(contest.since("liquidity", "ct_gc", 1) or []) == 2000
+    assert grown < 200  # 2,000 liquidity and 2,000 depth events, kept; well under one object each

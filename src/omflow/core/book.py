@@ -11,13 +11,24 @@ An entry whose ``available`` drops to 0 leaves the book: the event carries it on
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 
-from omflow.core.model import Batch, Change, Entry, LiquidityEvent
+from omflow.core.history import Codec, History
+from omflow.core.model import (
+    Batch,
+    Change,
+    Entry,
+    LiquidityEvent,
+    pack_liquidity,
+    unpack_liquidity,
+)
 
 DEFAULT_MAX_ENTRIES_PER_EVENT = 1000
 DEFAULT_HISTORY = 1024
+
+
+#: Events kept packed, out of the garbage collector's way (``omflow.core.history``).
+LIQUIDITY_CODEC: Codec[LiquidityEvent] = Codec(pack_liquidity, unpack_liquidity)
 
 
 class ContestBook:
@@ -38,7 +49,7 @@ class ContestBook:
         self.seq = 0
         self.entries: dict[str, Entry] = {}
         self._by_partner: dict[str, set[str]] = {}
-        self.history: deque[LiquidityEvent] = deque(maxlen=history)
+        self.history: History[LiquidityEvent] = History(history, codec=LIQUIDITY_CODEC)
         self.updated_at_ms = 0
         #: What the last ``apply`` changed, also when its event is a ``refresh_required``
         #: that carries none: what the channels derived from the book (depth, opportunities)
@@ -121,15 +132,9 @@ class ContestBook:
         return event
 
     def since(self, seq: int) -> list[LiquidityEvent] | None:
-        """Events after ``seq``, or ``None`` when the history no longer reaches back that far."""
-        if seq > self.seq:
-            return None  # the client saw events this book never had: its history was reset
-        if seq == self.seq:
-            return []
-        if seq < 0 or not self.history or self.history[0].seq > seq + 1:
-            return None
-        start = seq + 1 - self.history[0].seq
-        return [self.history[i] for i in range(start, len(self.history))]
+        """Events after ``seq``, or ``None`` when the history no longer reaches back that far
+        (or ``seq`` is ahead of the book: the client saw events this book never had)."""
+        return self.history.since(seq, self.seq)
 
     def partners(self) -> Iterator[str]:
         return iter(self._by_partner)

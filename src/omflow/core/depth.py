@@ -23,8 +23,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from omflow.core.history import History
-from omflow.core.model import MAX_LEVELS, Batch, Change, DepthEvent, Level, LevelChange
+from omflow.core.history import Codec, History
+from omflow.core.model import (
+    MAX_LEVELS,
+    Batch,
+    Change,
+    DepthEvent,
+    Level,
+    LevelChange,
+    pack_depth,
+    unpack_depth,
+)
 
 DEFAULT_DEPTH_HISTORY = 64
 DEFAULT_MAX_CHANGES_PER_EVENT = 1000
@@ -39,6 +48,10 @@ def ladder_of(price: float, available: int | float, levels: Ladder) -> Ladder:
     return (Level(price, available),)
 
 
+#: Events kept packed, out of the garbage collector's way (``omflow.core.history``).
+DEPTH_CODEC: Codec[DepthEvent] = Codec(pack_depth, unpack_depth)
+
+
 class PositionDepth:
     """One position's ladders (``partner_id`` → ladder), ``seq`` and recent events."""
 
@@ -49,7 +62,7 @@ class PositionDepth:
         self.contest_id = contest_id
         self.seq = 0
         self.ladders: dict[str, Ladder] = {}
-        self.history: History[DepthEvent] = History(history)
+        self.history: History[DepthEvent] = History(history, codec=DEPTH_CODEC)
 
     def snapshot(self) -> dict[str, Any]:
         """``{position_hash, contest_id, seq, partners}``: ``GET /depth``, ``orderbook.snapshot``.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+from itertools import chain
 from typing import Any, ClassVar, Literal
 
 Number = int | float
@@ -109,6 +110,27 @@ class LiquidityEvent:
         return self.contest_id
 
 
+def pack_liquidity(event: LiquidityEvent) -> tuple[Any, ...]:
+    """A ``LiquidityEvent`` as one flat tuple of strings and numbers (``seq`` first, then each
+    change's four fields in a row): the garbage collector stops tracking such a tuple at its
+    first collection, a nested one only after several."""
+    return (
+        event.seq,
+        event.contest_id,
+        event.refresh_required,
+        event.timestamp_ms,
+        *chain.from_iterable(
+            (c.liquidity_hash, c.partner_id, c.price, c.available) for c in event.changes
+        ),
+    )
+
+
+def unpack_liquidity(packed: tuple[Any, ...]) -> LiquidityEvent:
+    seq, contest_id, refresh_required, timestamp_ms = packed[:4]
+    changes = tuple(Change(*packed[i : i + 4]) for i in range(4, len(packed), 4))
+    return LiquidityEvent(contest_id, seq, changes, refresh_required, timestamp_ms)
+
+
 @dataclass(slots=True)
 class LevelChange:
     """One level of an ``orderbook.update``: ``available: 0`` removes the level."""
@@ -134,6 +156,24 @@ class DepthEvent:
     @property
     def topic(self) -> str:
         return self.position_hash
+
+
+def pack_depth(event: DepthEvent) -> tuple[Any, ...]:
+    """A ``DepthEvent`` as one flat tuple (``seq`` first, then each level's three fields)."""
+    return (
+        event.seq,
+        event.position_hash,
+        event.contest_id,
+        event.refresh_required,
+        event.timestamp_ms,
+        *chain.from_iterable((c.partner_id, c.price, c.available) for c in event.changes),
+    )
+
+
+def unpack_depth(packed: tuple[Any, ...]) -> DepthEvent:
+    seq, position_hash, contest_id, refresh_required, timestamp_ms = packed[:5]
+    changes = tuple(LevelChange(*packed[i : i + 3]) for i in range(5, len(packed), 3))
+    return DepthEvent(position_hash, contest_id, seq, changes, refresh_required, timestamp_ms)
 
 
 # --- contest state (status, score, settlement) ----------------------------------------------
