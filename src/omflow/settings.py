@@ -101,8 +101,9 @@ class Settings:
         _MIB, "queued per connection in one loop turn", unit="bytes", low=4096, high=1 << 30
     )
     max_flush_delay: float = setting(
-        0.002,
-        "under load, a connection's writes may wait for more events (never when quiet)",
+        0.02,
+        "under load, the longest a connection's writes may wait for more events: the wait "
+        "starts at 2 ms and doubles only while events never pause (never when quiet)",
         unit="seconds",
         low=0,
         high=0.1,

@@ -403,6 +403,34 @@ async def test_protocol_pings_keep_a_live_client_connected(make_server: ServerFa
     assert stats.heartbeat_timeouts == 0
 
 
+async def test_pings_are_spread_over_the_interval(make_server: ServerFactory) -> None:
+    """Thousands of connections pinged in one loop turn would stall every event behind those
+    writes: each connection is pinged once per interval, the connections in groups spread
+    over it."""
+    from tests.rawws import RawClient
+
+    server = await make_server(ping_interval=1.0)
+    secret = await server.key(max_connections=30)
+    clients = [await RawClient.connect(server.port, secret) for _ in range(20)]
+    loop = asyncio.get_running_loop()
+
+    async def first_ping(client: RawClient) -> float:
+        while True:
+            opcode, payload = await client.read_frame()
+            if opcode == 0x9:
+                client.send_frame(0xA, payload)
+                return loop.time()
+
+    try:
+        async with asyncio.timeout(5):
+            times = await asyncio.gather(*(first_ping(c) for c in clients))
+    finally:
+        for client in clients:
+            client.close()
+    assert max(times) - min(times) >= 0.4  # not one burst: spread over the second
+    assert max(times) - min(times) <= 1.5  # yet every connection within about an interval
+
+
 async def test_client_that_does_not_answer_pings_is_terminated(make_server: ServerFactory) -> None:
     from tests.rawws import RawClient
 

@@ -34,7 +34,7 @@ from omflow.ingestor import Ingestor
 from omflow.keystore.base import KeyStore
 from omflow.server import metrics, rest
 from omflow.server.auth import KeyCache, key_from
-from omflow.server.gateway import Gateway, GatewayLimits
+from omflow.server.gateway import HEARTBEAT_GROUPS, Gateway, GatewayLimits
 from omflow.server.http import (
     HeadGuard,
     HttpConnection,
@@ -108,6 +108,7 @@ class App:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heartbeat: asyncio.TimerHandle | None = None
+        self._beat_group = 0
         self._upgrades_in_flight: set[asyncio.Task[None]] = set()
 
     # lifespan --------------------------------------------------------------------------------
@@ -170,11 +171,15 @@ class App:
         task.add_done_callback(self._tasks.discard)
 
     def _arm_heartbeat(self) -> None:
+        """Tick one heartbeat group every tenth of the ping interval: each connection is
+        pinged once per interval, never all of them in one loop turn."""
         loop = asyncio.get_running_loop()
-        self._heartbeat = loop.call_later(self.settings.ping_interval, self._tick)
+        step = self.settings.ping_interval / HEARTBEAT_GROUPS
+        self._heartbeat = loop.call_later(step, self._tick)
 
     def _tick(self) -> None:
-        self.gateway.heartbeat()
+        self.gateway.heartbeat(self._beat_group)
+        self._beat_group = (self._beat_group + 1) % HEARTBEAT_GROUPS
         self._arm_heartbeat()
 
     def _readiness(self) -> dict[str, Any] | None:

@@ -50,6 +50,13 @@ MAX_HELD_EVENTS = 1024
 MAX_INBOX = 64
 #: Events asking for a flush within this long of the last one mean a busy loop.
 BUSY_GAP_S = 0.00025
+#: Each connection is pinged once per ping interval, in one of this many groups spread over
+#: the interval: pinging thousands of sockets in one loop turn would stall every event behind
+#: those writes (5,000 pings: about 30 ms on a small VM).
+HEARTBEAT_GROUPS = 10
+#: The first wait for more events under load; it doubles while events never pause for a whole
+#: wait, up to ``max_flush_delay_s``, and halves back each time they do.
+BASE_FLUSH_DELAY_S = 0.002
 
 
 @dataclass(slots=True)
@@ -59,9 +66,9 @@ class GatewayLimits:
     max_backlog_entries: int = 20_000
     max_entries_per_event: int = 1000
     slow_consumer_timeout_s: float = 10.0
-    #: Under load, how long a flush may wait for the events of later loop turns (see
+    #: Under load, the longest a flush may wait for the events of later loop turns (see
     #: ``Gateway._flush_when_quiet``); 0 writes at the end of every turn.
-    max_flush_delay_s: float = 0.002
+    max_flush_delay_s: float = 0.02
 
 
 @dataclass(slots=True)
@@ -125,6 +132,10 @@ class Gateway:
         self._flush_asked_at = 0.0
         self._flushed_at = float("-inf")
         self._busy = False
+        self._flush_window = min(BASE_FLUSH_DELAY_S, self.limits.max_flush_delay_s)
+        self._added = 0
+        self._beat_group: dict[StreamConnection, int] = {}
+        self._beat_groups: list[set[StreamConnection]] = [set() for _ in range(HEARTBEAT_GROUPS)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._empty: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,6 +160,10 @@ class Gateway:
         self._loop = self._loop or asyncio.get_running_loop()
         self.connections.add(conn)
         self.by_key.setdefault(conn.key.key_id, set()).add(conn)
+        group = self._added % HEARTBEAT_GROUPS
+        self._added += 1
+        self._beat_group[conn] = group
+        self._beat_groups[group].add(conn)
         key = conn.key
         conn.send(
             msg.encode_connected(
@@ -160,6 +175,9 @@ class Gateway:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
+        group = self._beat_group.pop(conn, None)
+        if group is not None:
+            self._beat_groups[group].discard(conn)
         siblings = self.by_key.get(conn.key.key_id)
         if siblings is not None:
             siblings.discard(conn)
@@ -493,19 +511,29 @@ class Gateway:
         At light load a loop turn brings one event, which is written at the end of that turn:
         no added latency. When events keep coming — more after the one that asked for the
         flush, or again right after the last flush — each connection's events of several turns
-        leave in one ``write``, for at most ``max_flush_delay_s``: a ``write`` costs more than
+        leave in one ``write``, for at most the current window: a ``write`` costs more than
         queueing the events it carries, so this is where a saturated server gets throughput
         back, while a quiet one never waits.
+
+        The window adapts: it starts at ``BASE_FLUSH_DELAY_S``, doubles (up to
+        ``max_flush_delay_s``) each time events kept coming through all of it, and halves
+        back each time a turn went quiet before its end. A saturated server thus batches more
+        the longer it stays saturated, buying the throughput that shortens its queues; a
+        moderately busy one, whose events pause, stays at the base.
         """
         queued = self._queued_events
         now = loop.time()
-        if (queued != self._events_at_check or self._busy) and (
-            now - self._flush_asked_at < self.limits.max_flush_delay_s
-        ):
+        waited = now - self._flush_asked_at
+        window = self._flush_window
+        if (queued != self._events_at_check or self._busy) and waited < window:
             self._busy = False
             self._events_at_check = queued
             loop.call_soon(self._flush_when_quiet, loop)
             return
+        if waited >= window > 0:
+            self._flush_window = min(window * 2, self.limits.max_flush_delay_s)
+        elif window > BASE_FLUSH_DELAY_S:
+            self._flush_window = max(window / 2, BASE_FLUSH_DELAY_S)
         self._flushed_at = now
         self.flush()
 
@@ -575,9 +603,15 @@ class Gateway:
 
     # heartbeats, revocation, drain -----------------------------------------------------------
 
-    def heartbeat(self) -> None:
-        """One tick: drop whoever did not answer the last ping, ping everyone else."""
-        for conn in list(self.connections):
+    def heartbeat(self, group: int | None = None) -> None:
+        """One tick: drop whoever did not answer the last ping, ping everyone else.
+
+        With ``group``, only that one of the ``HEARTBEAT_GROUPS`` (connections are dealt into
+        them in turn as they come): the caller ticks each group once per ping interval, a
+        tenth of an interval apart, so each connection still has a whole interval to answer.
+        """
+        conns = self.connections if group is None else self._beat_groups[group]
+        for conn in list(conns):
             if conn.awaiting_pong:
                 self.stats.heartbeat_timeouts += 1
                 log.info("heartbeat timeout: %s (%s)", conn.key.key_id, conn.client)
