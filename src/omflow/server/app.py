@@ -96,6 +96,9 @@ class App:
             metrics=self.metrics_text,
         )
         self.max_body_bytes = settings.max_body_bytes
+        # With the book in this process a request mostly never waits, and is answered without
+        # a task; the Redis broker's calls wait on the network (and need a task: timeouts).
+        self.steps_inline = isinstance(self.broker, MemoryBroker)
         self.ready = False
         self.port = settings.port
         self.http_connections: set[HttpConnection] = set()

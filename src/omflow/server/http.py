@@ -93,6 +93,9 @@ class Handler(Protocol):
     """What the server behind the HTTP layer offers."""
 
     max_body_bytes: int
+    #: Whether ``handle`` may take its first step outside any task (``_answer_at_once``): only
+    #: where no handler needs a current task before it first waits (``asyncio.timeout`` does).
+    steps_inline: bool
 
     async def handle(self, request: Request) -> Response: ...
 
@@ -330,7 +333,7 @@ class HttpConnection(asyncio.Protocol):
         request = self._request()
         request.body = b"".join(self.body)
         keep_alive = self.parser.should_keep_alive()
-        if self.serving is None and not self.queue:
+        if self.serving is None and not self.queue and self.handler.steps_inline:
             self._answer_at_once(request, keep_alive)
             return
         self.queue.append((request, keep_alive))
