@@ -298,7 +298,7 @@ def run_phase(args: argparse.Namespace, load: Path, server: Server, phase: Phase
         raise RuntimeError(f"{server.name} {phase.name}: the load failed")
     figures: dict[str, Any] = orjson.loads(out)
     figures["server_cpu"] = round(cpu_used / wall, 3)
-    if gc_before is not None:
+    if gc_before:  # an omflow that reports its collections
         gc_after = gc_figures(server.port)
         figures["gc"] = {
             name: round(gc_after.get(name, 0) - gc_before.get(name, 0), 6) for name in gc_after

@@ -525,12 +525,15 @@ class Gateway:
         now = loop.time()
         waited = now - self._flush_asked_at
         window = self._flush_window
-        if (queued != self._events_at_check or self._busy) and waited < window:
+        pouring = queued != self._events_at_check or self._busy
+        if pouring and waited < window:
             self._busy = False
             self._events_at_check = queued
             loop.call_soon(self._flush_when_quiet, loop)
             return
-        if waited >= window > 0:
+        if pouring and window > 0:
+            # The window ran out with events still coming (not one long turn that then
+            # went quiet): the next may be longer.
             self._flush_window = min(window * 2, self.limits.max_flush_delay_s)
         elif window > BASE_FLUSH_DELAY_S:
             self._flush_window = max(window / 2, BASE_FLUSH_DELAY_S)
