@@ -55,7 +55,7 @@ BUSY_GAP_S = 0.00025
 #: those writes (5,000 pings: about 30 ms on a small VM).
 HEARTBEAT_GROUPS = 10
 #: The first wait for more events under load; it doubles while events never pause for a whole
-#: wait, up to ``max_flush_delay_s``, and halves back each time they do.
+#: wait, up to ``max_flush_delay_s``, and falls back to this as soon as they do.
 BASE_FLUSH_DELAY_S = 0.002
 
 
@@ -500,7 +500,9 @@ class Gateway:
             self._flush_scheduled = True
             loop = self._loop or asyncio.get_running_loop()
             self._events_at_check = self._queued_events
-            self._flush_asked_at = now = loop.time()
+            # perf_counter, not loop.time(): uvloop's clock moves in whole milliseconds, too
+            # coarse to tell a 0.25 ms gap or a 2 ms window.
+            self._flush_asked_at = now = time.perf_counter()
             # Flushed a moment ago and events again: the loop is busy (see _flush_when_quiet).
             self._busy = now - self._flushed_at < BUSY_GAP_S
             loop.call_soon(self._flush_when_quiet, loop)
@@ -516,13 +518,13 @@ class Gateway:
         back, while a quiet one never waits.
 
         The window adapts: it starts at ``BASE_FLUSH_DELAY_S``, doubles (up to
-        ``max_flush_delay_s``) each time events kept coming through all of it, and halves
-        back each time a turn went quiet before its end. A saturated server thus batches more
-        the longer it stays saturated, buying the throughput that shortens its queues; a
-        moderately busy one, whose events pause, stays at the base.
+        ``max_flush_delay_s``) each time events kept coming through all of it, and falls back
+        to the base as soon as a turn goes quiet before its end. A saturated server thus
+        batches more the longer it stays saturated, buying the throughput that shortens its
+        queues; a moderately busy one, whose events pause, stays at the base.
         """
         queued = self._queued_events
-        now = loop.time()
+        now = time.perf_counter()
         waited = now - self._flush_asked_at
         window = self._flush_window
         pouring = queued != self._events_at_check or self._busy
@@ -535,8 +537,8 @@ class Gateway:
             # The window ran out with events still coming (not one long turn that then
             # went quiet): the next may be longer.
             self._flush_window = min(window * 2, self.limits.max_flush_delay_s)
-        elif window > BASE_FLUSH_DELAY_S:
-            self._flush_window = max(window / 2, BASE_FLUSH_DELAY_S)
+        else:  # events paused: not saturated, back to the shortest wait
+            self._flush_window = min(BASE_FLUSH_DELAY_S, window)
         self._flushed_at = now
         self.flush()
 
