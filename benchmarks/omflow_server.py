@@ -68,8 +68,8 @@ class Feed:
         source = self.source
         index = source.next_contest()
         contest_id = source.contest_ids[index]
-        book = self.broker.book.get(contest_id)
-        seq = book.seq + 1 if book else 1
+        contest = self.broker.contests.get(contest_id)
+        seq = contest.book.seq + 1 if contest else 1
         liquidity_hash, price, available = source.entry(index, seq, stamp_us)
         self.broker.apply_now(
             Batch(PARTNER_ID, contest_id, (EntryUpdate(liquidity_hash, price, available),)),

@@ -8,9 +8,19 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
+from omflow.core.book import LIQUIDITY_CODEC
 from omflow.core.contest import ChannelConfig, LiveContest
+from omflow.core.depth import DEPTH_CODEC
 from omflow.core.history import History
-from omflow.core.model import Batch, EntryUpdate, Level
+from omflow.core.model import (
+    Batch,
+    Change,
+    DepthEvent,
+    EntryUpdate,
+    Level,
+    LevelChange,
+    LiquidityEvent,
+)
 
 
 @dataclass
@@ -62,3 +72,39 @@ def test_busy_histories_cost_the_garbage_collector_nothing() -> None:
     assert contest.since("liquidity", "ct_gc", 0) is not None  # every event is still kept
     assert len(contest.since("liquidity", "ct_gc", 1) or []) == 2000
     assert grown < 200  # 2,000 liquidity and 2,000 depth events, kept; well under one object each
+
+
+names = st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12)
+numbers = st.one_of(st.integers(0, 10**9), st.floats(0, 1e9, allow_nan=False))
+
+
+@given(
+    st.integers(1, 10**9),
+    names,
+    st.lists(st.tuples(names, names, st.floats(0, 1), numbers), max_size=5),
+    st.booleans(),
+    st.integers(0, 10**13),
+)
+def test_a_packed_liquidity_event_comes_back_the_same(
+    seq: int, contest_id: str, changes: list[tuple[str, str, float, float]], refresh: bool, ts: int
+) -> None:
+    event = LiquidityEvent(contest_id, seq, tuple(Change(*c) for c in changes), refresh, ts)
+    history: History[LiquidityEvent] = History(4, codec=LIQUIDITY_CODEC)
+    history.append(event)
+    assert list(history) == [event]
+
+
+@given(
+    st.integers(1, 10**9),
+    names,
+    st.lists(st.tuples(names, st.floats(0, 1), numbers), max_size=5),
+    st.booleans(),
+    st.integers(0, 10**13),
+)
+def test_a_packed_depth_event_comes_back_the_same(
+    seq: int, position: str, levels: list[tuple[str, float, float]], refresh: bool, ts: int
+) -> None:
+    event = DepthEvent(position, "ct_x", seq, tuple(LevelChange(*c) for c in levels), refresh, ts)
+    history: History[DepthEvent] = History(4, codec=DEPTH_CODEC)
+    history.append(event)
+    assert list(history) == [event]

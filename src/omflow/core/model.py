@@ -114,6 +114,19 @@ def pack_liquidity(event: LiquidityEvent) -> tuple[Any, ...]:
     """A ``LiquidityEvent`` as one flat tuple of strings and numbers (``seq`` first, then each
     change's four fields in a row): the garbage collector stops tracking such a tuple at its
     first collection, a nested one only after several."""
+    changes = event.changes
+    if len(changes) == 1:  # most events: one quote changed
+        (c,) = changes
+        return (
+            event.seq,
+            event.contest_id,
+            event.refresh_required,
+            event.timestamp_ms,
+            c.liquidity_hash,
+            c.partner_id,
+            c.price,
+            c.available,
+        )
     return (
         event.seq,
         event.contest_id,
@@ -160,6 +173,22 @@ class DepthEvent:
 
 def pack_depth(event: DepthEvent) -> tuple[Any, ...]:
     """A ``DepthEvent`` as one flat tuple (``seq`` first, then each level's three fields)."""
+    changes = event.changes
+    if len(changes) == 2:  # most events: a level moved (the old one gone, the new one there)
+        a, b = changes
+        return (
+            event.seq,
+            event.position_hash,
+            event.contest_id,
+            event.refresh_required,
+            event.timestamp_ms,
+            a.partner_id,
+            a.price,
+            a.available,
+            b.partner_id,
+            b.price,
+            b.available,
+        )
     return (
         event.seq,
         event.position_hash,
