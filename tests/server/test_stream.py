@@ -410,8 +410,8 @@ async def test_pings_are_spread_over_the_interval(make_server: ServerFactory) ->
     from tests.rawws import RawClient
 
     server = await make_server(ping_interval=1.0)
-    secret = await server.key(max_connections=30)
-    clients = [await RawClient.connect(server.port, secret) for _ in range(20)]
+    secret = await server.key(max_connections=40)
+    clients = [await RawClient.connect(server.port, secret) for _ in range(40)]
     loop = asyncio.get_running_loop()
 
     async def first_ping(client: RawClient) -> float:

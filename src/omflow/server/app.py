@@ -174,8 +174,8 @@ class App:
         task.add_done_callback(self._tasks.discard)
 
     def _arm_heartbeat(self) -> None:
-        """Tick one heartbeat group every tenth of the ping interval: each connection is
-        pinged once per interval, never all of them in one loop turn."""
+        """Tick one heartbeat group every ``1 / HEARTBEAT_GROUPS`` of the ping interval: each
+        connection is pinged once per interval, never all of them in one loop turn."""
         loop = asyncio.get_running_loop()
         step = self.settings.ping_interval / HEARTBEAT_GROUPS
         self._heartbeat = loop.call_later(step, self._tick)
