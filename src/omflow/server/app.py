@@ -181,7 +181,8 @@ class App:
         self._heartbeat = loop.call_later(step, self._tick)
 
     def _tick(self) -> None:
-        self.gateway.heartbeat(self._beat_group)
+        joined_before = self.clock.monotonic() - self.settings.ping_interval / 2
+        self.gateway.heartbeat(self._beat_group, joined_before)
         self._beat_group = (self._beat_group + 1) % HEARTBEAT_GROUPS
         self._arm_heartbeat()
 

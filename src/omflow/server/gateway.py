@@ -135,7 +135,8 @@ class Gateway:
         self._busy = False
         self._flush_window = min(BASE_FLUSH_DELAY_S, self.limits.max_flush_delay_s)
         self._added = 0
-        self._beat_group: dict[StreamConnection, int] = {}
+        #: Each connection's heartbeat group and when it joined (monotonic seconds).
+        self._beat_group: dict[StreamConnection, tuple[int, float]] = {}
         self._beat_groups: list[set[StreamConnection]] = [set() for _ in range(HEARTBEAT_GROUPS)]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._empty: asyncio.Event | None = None
@@ -163,7 +164,7 @@ class Gateway:
         self.by_key.setdefault(conn.key.key_id, set()).add(conn)
         group = self._added % HEARTBEAT_GROUPS
         self._added += 1
-        self._beat_group[conn] = group
+        self._beat_group[conn] = (group, self.clock.monotonic())
         self._beat_groups[group].add(conn)
         key = conn.key
         conn.send(
@@ -176,9 +177,9 @@ class Gateway:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        group = self._beat_group.pop(conn, None)
-        if group is not None:
-            self._beat_groups[group].discard(conn)
+        beat = self._beat_group.pop(conn, None)
+        if beat is not None:
+            self._beat_groups[beat[0]].discard(conn)
         siblings = self.by_key.get(conn.key.key_id)
         if siblings is not None:
             siblings.discard(conn)
@@ -609,16 +610,20 @@ class Gateway:
 
     # heartbeats, revocation, drain -----------------------------------------------------------
 
-    def heartbeat(self, group: int | None = None) -> None:
+    def heartbeat(self, group: int | None = None, joined_before: float | None = None) -> None:
         """One tick: drop whoever did not answer the last ping, ping everyone else.
 
         With ``group``, only that one of the ``HEARTBEAT_GROUPS`` (connections are dealt into
         them in turn as they come): the caller ticks each group once per ping interval,
         ``1 / HEARTBEAT_GROUPS`` of an interval apart, so each connection still has a whole
-        interval to answer.
+        interval to answer. A connection that joined after ``joined_before`` (monotonic) is
+        left for the next round: its first ping comes between half an interval and one and a
+        half after it connected, never the moment it arrives.
         """
         conns = self.connections if group is None else self._beat_groups[group]
         for conn in list(conns):
+            if joined_before is not None and self._beat_group[conn][1] > joined_before:
+                continue  # just connected: its first ping comes on its group's next tick
             if conn.awaiting_pong:
                 self.stats.heartbeat_timeouts += 1
                 log.info("heartbeat timeout: %s (%s)", conn.key.key_id, conn.client)
