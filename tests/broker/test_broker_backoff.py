@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omflow.broker.backoff import Backoff
+from omflow.core.backoff import Backoff
 
 backoffs = st.builds(
     Backoff,

@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
+from omflow.core.backoff import Backoff
 from omflow.core.catalog import Catalog
 from omflow.core.catalogfile import CatalogFile, parse_catalog_file
 from omflow.feeds.base import Feed
 from omflow.feeds.sinks import BookSink
-from omflow.feeds.supervisor import Backoff, Supervisor
+from omflow.feeds.supervisor import Supervisor
 
 SAMPLES = resources.files("omflow.feeds") / "samples"
 

@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tests.feeds.helpers import book_sink, until
 
+from omflow.core.backoff import Backoff
 from omflow.core.ingest import IngestError
 from omflow.feeds.base import FeedHealth, FeedSink
 from omflow.feeds.common import AuthRefused
-from omflow.feeds.supervisor import Backoff, Supervisor, describe, one_line
+from omflow.feeds.supervisor import Supervisor, describe, one_line
 
 
 @given(

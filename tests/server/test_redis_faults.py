@@ -19,9 +19,9 @@ from tests.conftest import Server, ServerFactory, entry, eventually, http
 from tests.redis_server import PrivateRedis
 from tests.server.test_stream import connect, recv, status_of_refused_handshake, subscribe
 
-from omflow.broker.backoff import Backoff
 from omflow.broker.redis import RedisBroker
 from omflow.broker.redis_leases import RedisLeases
+from omflow.core.backoff import Backoff
 from omflow.core.channels import LIQUIDITY
 from omflow.core.contest import ChannelConfig
 

@@ -60,11 +60,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from omflow.broker.backoff import Backoff
 from omflow.broker.base import Applied, Deliver, Event, Unavailable
 from omflow.broker.snapshots import snapshot_of
 from omflow.broker.url import check_prefix
 from omflow.clock import SYSTEM_CLOCK, Clock
+from omflow.core.backoff import Backoff
 from omflow.core.catalog import Catalog
 from omflow.core.channels import CHANNELS, LIQUIDITY
 from omflow.core.contest import ChannelConfig, LiveContest

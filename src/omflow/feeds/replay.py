@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+from omflow.core.backoff import Backoff
 from omflow.core.model import Batch, Contest, League, Participant, StateUpdate
 from omflow.feeds.base import CatalogView, Feed, FeedSink
 from omflow.feeds.common import FeedConfigError
@@ -30,7 +31,7 @@ from omflow.feeds.odds.parse import DEFAULT_SPORTS
 from omflow.feeds.polymarket.gamma import DEFAULT_TAGS
 from omflow.feeds.record import Frame, read_recording
 from omflow.feeds.registry import VENUE_FEEDS, FeedRegistry, default_registry
-from omflow.feeds.supervisor import Backoff, Supervisor
+from omflow.feeds.supervisor import Supervisor
 from omflow.settings import Settings
 
 #: The sink must stay quiet this long after the venue played everything for a replay to end.

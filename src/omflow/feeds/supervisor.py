@@ -22,11 +22,11 @@ import random as _random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import httpx
 import websockets.exceptions
 
+from omflow.core.backoff import Backoff
 from omflow.core.ingest import IngestError
 from omflow.core.keys import redact
 from omflow.feeds.base import Feed, FeedHealth, FeedSink, State
@@ -42,31 +42,8 @@ _SECRET_PARAM = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter.
-
-    Attempt ``n`` (0 for the first restart) waits a uniform draw from
-    ``[0, min(cap_s, initial_s * factor**n)]``: full jitter spreads many feeds (and many
-    servers) over the window instead of reconnecting in step.
-    """
-
-    initial_s: float = 1.0
-    factor: float = 2.0
-    cap_s: float = 60.0
-
-    def ceiling(self, attempt: int) -> float:
-        """The longest wait for ``attempt``."""
-        ceiling = self.initial_s
-        for _ in range(max(0, attempt)):
-            ceiling *= self.factor
-            if ceiling >= self.cap_s:
-                return self.cap_s
-        return min(ceiling, self.cap_s)
-
-    def delay(self, attempt: int, draw: float) -> float:
-        """The wait for ``attempt`` given a uniform ``draw`` in [0, 1)."""
-        return min(max(draw, 0.0), 1.0) * self.ceiling(attempt)
+#: A feed's restarts: 1 s doubling to a minute (a venue that refuses us is not hammered).
+RESTART_BACKOFF = Backoff(initial_s=1.0, factor=2.0, cap_s=60.0)
 
 
 def describe(error: BaseException) -> tuple[int, str]:
@@ -121,7 +98,7 @@ class Supervisor:
     ) -> None:
         self.feed = feed
         self.sink = sink
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or RESTART_BACKOFF
         self.healthy_after_s = healthy_after_s
         self._clock = clock
         self._sleep = sleep

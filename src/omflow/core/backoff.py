@@ -2,7 +2,9 @@
 
 A pure object, so the schedule is tested without a clock: attempt ``n`` (0 for the first
 retry) waits a uniform draw from ``[0, min(cap_s, initial_s * factor**n)]``. Full jitter spreads
-many processes losing one Redis at once over the window instead of reconnecting in step.
+many processes losing one Redis at once, or many feeds losing one venue, over the window instead
+of reconnecting in step. The Redis broker reconnects on the defaults (50 ms doubling to 5 s);
+the feed supervisor restarts on its own, slower schedule (``RESTART_BACKOFF``).
 """
 
 from __future__ import annotations
