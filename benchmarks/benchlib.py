@@ -31,6 +31,7 @@ import resource
 import selectors
 import socket
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -201,6 +202,40 @@ def cpu_seconds(pid: int | str = "self") -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     # After the command name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], what: str, seconds: float = 30
+) -> None:
+    """Until ``process`` accepts connections on ``port``; kill it and raise if it never does."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError(f"{what} did not start on port {port}") from None
+            time.sleep(0.05)
+
+
+def metrics_page(port: int) -> bytes:
+    """The body and head of ``GET /metrics`` of the omflow server on ``port``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
 
 
 # --- control channel: one JSON object per line, commands on stdin, replies on stdout ---------

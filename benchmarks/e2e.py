@@ -48,7 +48,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from benchlib import cpu_seconds, raise_nofile, rss_kb
+from benchlib import (
+    cpu_seconds,
+    free_port,
+    metrics_page,
+    raise_nofile,
+    rss_kb,
+    wait_listening,
+)
 from fanout import find_py_spy, machine, machine_line, summarize_profile
 
 HERE = Path(__file__).resolve().parent
@@ -110,30 +117,6 @@ def build_load(build_dir: Path) -> Path:
     build_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
     return binary
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError(f"{what} did not start on port {port}") from None
-            time.sleep(0.05)
 
 
 # --- the servers -----------------------------------------------------------------------------
@@ -310,13 +293,7 @@ def run_phase(args: argparse.Namespace, load: Path, server: Server, phase: Phase
 
 def gc_figures(port: int) -> dict[str, float]:
     """omflow's garbage-collection counters from ``/metrics``, one key per generation."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    data = metrics_page(port)
     found = {}
     for name, generation, value in re.findall(
         rb'^omflow_gc_(collections_total|pause_seconds_total)\{generation="(\d)"\} (\S+)$',

@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 import uvloop
-from benchlib import pin_to_cpu, raise_nofile, rss_kb
+from benchlib import free_port, metrics_page, pin_to_cpu, raise_nofile, rss_kb, wait_listening
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTNER = "soak"
@@ -469,21 +469,9 @@ def omflow(*args: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def metrics(port: int) -> dict[str, float]:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
     found = {}
-    for name, value in re.findall(rb"^(omflow_[a-z_]+) ([0-9.e+-]+)$", data, re.M):
+    for name, value in re.findall(rb"^(omflow_[a-z_]+) ([0-9.e+-]+)$", metrics_page(port), re.M):
         found[name.decode()] = float(value)
     return found
 
@@ -520,16 +508,7 @@ def start_server(args: argparse.Namespace) -> Server:
     )
     with contextlib.suppress(OSError):
         os.sched_setaffinity(process.pid, {0})
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the server did not start") from None
-            time.sleep(0.1)
+    wait_listening(port, process, "omflow serve")
     last_line = stream_key.splitlines()[-1], publish_key.splitlines()[-1]
     return Server(process, port, last_line[0], last_line[1], data_dir)
 

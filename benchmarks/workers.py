@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from benchlib import AVAILABLE_BASE, contest_id, cpu_seconds, now_us
+from benchlib import AVAILABLE_BASE, contest_id, cpu_seconds, free_port, now_us
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -41,13 +41,6 @@ COMMAND_TIMEOUT_S = 120.0
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def percentile(samples: list[int], q: float) -> float:
