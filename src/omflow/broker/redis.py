@@ -471,18 +471,15 @@ class RedisBroker:
         done: asyncio.Future[Applied] = asyncio.get_running_loop().create_future()
         writer.queue.append((op, now_ms, done))
         if not writer.busy:
-            writer.busy = True
             try:
-                while writer.queue:
-                    group, writer.queue = writer.queue, []
-                    await self._commit(writer, group)
+                await self._drain_writer(writer)
             finally:
-                writer.busy = False
                 if writer.queue:  # cancelled with batches still waiting: they go on their own
                     self._spawn(self._drain_writer(writer))
         return await done
 
     async def _drain_writer(self, writer: _Writer) -> None:
+        """Commit the writer's queued batches, group by group, until none is left."""
         if writer.busy:
             return
         writer.busy = True
