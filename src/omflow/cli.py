@@ -337,6 +337,12 @@ async def _serve_async(
         print(f"omflow: {error}", file=sys.stderr)
         await store.close()
         return 2
+    # What start-up made (modules, settings, the catalog, the app) lives as long as the
+    # process: out of the collector's generations, full collections walk only what serving
+    # makes, and pause for less. Done before listening, so no client waits on it, and the
+    # banner still follows the listen at once.
+    gc.collect()
+    gc.freeze()
     try:
         if settings.demo_key:
             demo_secret = await _demo_key(store)
@@ -356,11 +362,6 @@ async def _serve_async(
         await broker.close()
         await store.close()
         return 2
-    # What start-up made (modules, settings, the catalog, the app) lives as long as the
-    # process: out of the collector's generations, full collections walk only what serving
-    # makes, and pause for less.
-    gc.collect()
-    gc.freeze()
     if banner:
         has_keys = demo_secret is not None or any(not k.revoked for k in await store.list_keys())
         _banner(settings, app.port, app, demo_secret, has_keys)
