@@ -18,7 +18,6 @@ from omflow.core.keys import (
     KeyRecord,
     Scope,
     digest,
-    matches,
     new_key_id,
     new_org_id,
     new_secret,
@@ -63,17 +62,19 @@ def test_digest_is_sha256_hex_and_not_the_secret() -> None:
     assert digest("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
-def test_matches_accepts_the_secret_and_rejects_others() -> None:
+def test_only_the_secret_itself_has_its_digest() -> None:
+    """Keys are found by digest: a near miss must not land on the same one."""
     secret = new_secret(False)
     stored = digest(secret)
-    assert matches(secret, stored)
-    assert not matches(new_secret(False), stored)
-    assert not matches(secret[:-1], stored)
-    assert not matches(secret + "x", stored)
-    assert not matches(secret.replace(LIVE_PREFIX, TEST_PREFIX), stored)
-    assert not matches(secret, stored.upper())
-    assert not matches(secret, "")
-    assert not matches(secret, "é" * 64)
+    assert digest(secret) == stored
+    for other in (
+        new_secret(False),
+        secret[:-1],
+        secret + "x",
+        secret.replace(LIVE_PREFIX, TEST_PREFIX),
+        secret.upper(),
+    ):
+        assert digest(other) != stored
 
 
 # --- scopes ------------------------------------------------------------------------------

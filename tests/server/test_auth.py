@@ -10,7 +10,7 @@ from tests.conftest import Server, eventually
 
 from omflow.core.keys import KeyRecord, Scope
 from omflow.keystore.base import KeyStoreUnavailable
-from omflow.server.auth import MIN_RELOAD_S, KeyCache
+from omflow.server.auth import MAX_REMEMBERED_DIGESTS, MIN_RELOAD_S, KeyCache
 
 STREAM = frozenset({Scope.STREAM})
 
@@ -93,6 +93,25 @@ async def test_a_change_notice_reloads_and_reports_a_revocation(server: Server) 
         store.notify()
         await eventually(lambda: revoked == [record.key_id])
         assert cache.cached(secret) is None
+    finally:
+        await cache.stop()
+
+
+async def test_keys_are_told_apart_past_the_digest_memo(server: Server) -> None:
+    """More distinct keys than the memo holds: it starts over, and every answer stays right."""
+    record, secret = await server.store.create_key(
+        organization_name="acme", scopes=STREAM, now_ms=0
+    )
+    cache = KeyCache(server.store, lambda r: None, refresh_s=3600)
+    await cache.start()
+    try:
+        assert cache.cached(secret) == record
+        for i in range(MAX_REMEMBERED_DIGESTS + 10):
+            assert cache.cached(f"om_data_live_{i:040d}") is None
+            if i % 1000 == 0:
+                assert cache.cached(secret) == record
+        assert cache.cached(secret) == record
+        assert cache.cached(secret + "x") is None
     finally:
         await cache.stop()
 

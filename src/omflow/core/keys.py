@@ -8,7 +8,6 @@ secret. Only a digest of the secret is ever stored.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -64,11 +63,6 @@ def digest(secret: str) -> str:
     key by its digest with one indexed lookup.
     """
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
-
-
-def matches(secret: str, stored_digest: str) -> bool:
-    """True if ``secret`` hashes to ``stored_digest``, compared in constant time."""
-    return hmac.compare_digest(digest(secret).encode("ascii"), stored_digest.encode("utf-8"))
 
 
 def new_key_id() -> str:

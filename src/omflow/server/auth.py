@@ -17,18 +17,26 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from omflow.core.keys import KeyRecord, digest, matches
+from omflow.core.keys import KeyRecord, digest
 from omflow.keystore.base import KeyStore, KeyStoreError
 from omflow.server.http import Request
 
 log = logging.getLogger("omflow.auth")
 
 MIN_RELOAD_S = 0.1
+#: Secrets whose digest is remembered (a digest never changes): a request with a key seen
+#: lately costs one dict lookup instead of a SHA-256. The memo is emptied when it fills, so a
+#: flood of made-up keys cannot grow it.
+MAX_REMEMBERED_DIGESTS = 4096
 
 
-def _live(secret: str, record: KeyRecord | None) -> KeyRecord | None:
-    """``record`` if it is this secret's (compared in constant time) and not revoked."""
-    if record is None or record.revoked or not matches(secret, record.digest):
+def _live(record: KeyRecord | None) -> KeyRecord | None:
+    """``record`` unless it is missing or revoked.
+
+    Found by its digest, a record is the secret's: the lookup compares SHA-256 digests, which
+    tell an attacker nothing about a stored secret however the comparison is timed.
+    """
+    if record is None or record.revoked:
         return None
     return record
 
@@ -58,6 +66,7 @@ class KeyCache:
         self.on_revoked = on_revoked
         self.refresh_s = refresh_s
         self._by_digest: dict[str, KeyRecord] = {}
+        self._digests: dict[str, str] = {}  # secret -> digest, see MAX_REMEMBERED_DIGESTS
         self._tasks: list[asyncio.Task[None]] = []
         self._next: asyncio.Task[None] | None = None  # a reload not yet started
         self._last_reload = float("-inf")
@@ -78,14 +87,23 @@ class KeyCache:
 
     def cached(self, secret: str) -> KeyRecord | None:
         """A live key from the cache, without I/O (``None``: unknown, revoked, or not loaded)."""
-        return _live(secret, self._by_digest.get(digest(secret)))
+        return _live(self._by_digest.get(self._digest(secret)))
 
     async def lookup(self, secret: str) -> KeyRecord | None:
         """A live key for ``secret``, or ``None``."""
-        hashed = digest(secret)
+        hashed = self._digest(secret)
         if hashed not in self._by_digest:
             await asyncio.shield(self._reload_soon())
-        return _live(secret, self._by_digest.get(hashed))
+        return _live(self._by_digest.get(hashed))
+
+    def _digest(self, secret: str) -> str:
+        digests = self._digests
+        hashed = digests.get(secret)
+        if hashed is None:
+            if len(digests) >= MAX_REMEMBERED_DIGESTS:
+                digests.clear()
+            hashed = digests[secret] = digest(secret)
+        return hashed
 
     def _reload_soon(self) -> asyncio.Task[None]:
         """The first reload that starts from now on, shared by everyone who asks for one."""
