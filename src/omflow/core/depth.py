@@ -116,6 +116,17 @@ class ContestDepth:
         one has.
         """
         partner_id = batch.partner_id
+        if len(batch.entries) == 1 and not batch.full_book:
+            # The common publish: one entry, whose own change is all the book can report.
+            (update,) = batch.entries
+            ladder = (
+                ladder_of(update.price, update.available, update.levels)
+                if update.available > 0
+                else None
+            )
+            position_hash = update.liquidity_hash.partition(":")[2]
+            event = self._change(position_hash, {partner_id: ladder}, now_ms)
+            return [event] if event is not None else []
         # position_hash -> partner_id -> new ladder, or None when it leaves
         touched: dict[str, dict[str, Ladder | None]] = {}
         for update in batch.entries:  # a later duplicate of a hash overwrites, as in the book

@@ -82,32 +82,36 @@ def validate_batch(batch: Batch) -> Batch:
 
 
 def _entry(partner_id: str, contest_id: str, i: int, raw: Any) -> EntryUpdate:
-    where = f"entries[{i}]"
     if not isinstance(raw, dict):
-        raise IngestError(f"{where} must be an object with liquidity_hash, price, available")
+        raise IngestError(f"{_at(i)} must be an object with liquidity_hash, price, available")
     try:
         parsed = parse_liquidity_hash(raw.get("liquidity_hash"))
     except ValueError as error:
-        raise IngestError(f"{where}: {error}") from None
+        raise IngestError(f"{_at(i)}: {error}") from None
     if parsed.partner_id != partner_id:
         raise IngestError(
-            f"{where}.liquidity_hash is for partner {parsed.partner_id!r}, not {partner_id!r}"
+            f"{_at(i)}.liquidity_hash is for partner {parsed.partner_id!r}, not {partner_id!r}"
         )
     if parsed.contest_id != contest_id:
         raise IngestError(
-            f"{where}.liquidity_hash is for contest {parsed.contest_id!r}, not {contest_id!r}"
+            f"{_at(i)}.liquidity_hash is for contest {parsed.contest_id!r}, not {contest_id!r}"
         )
     price = _number(raw.get("price"))
     if price is None or not 0 <= price <= 1:
-        raise IngestError(f"{where}.price must be a number from 0 to 1 (a probability)")
+        raise IngestError(f"{_at(i)}.price must be a number from 0 to 1 (a probability)")
     available = _number(raw.get("available"))
     if available is None or available < 0:
-        raise IngestError(f"{where}.available must be a number >= 0")
+        raise IngestError(f"{_at(i)}.available must be a number >= 0")
     raw_levels = raw.get("levels")
     if raw_levels is None:
         return EntryUpdate(raw["liquidity_hash"], float(price), available)
-    levels = _levels(where, raw_levels, float(price), available)
+    levels = _levels(_at(i), raw_levels, float(price), available)
     return EntryUpdate(raw["liquidity_hash"], float(price), available, levels)
+
+
+def _at(i: int) -> str:
+    """Where entry ``i`` is, for a message: built only for a message, never on the way in."""
+    return f"entries[{i}]"
 
 
 def _levels(where: str, raw: Any, price: float, available: int | float) -> tuple[Level, ...]:
@@ -152,6 +156,11 @@ def _levels(where: str, raw: Any, price: float, available: int | float) -> tuple
 
 def _number(value: Any) -> int | float | None:
     """``value`` if it is a finite JSON number (not a boolean), else ``None``."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float:
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return value if math.isfinite(value) else None

@@ -351,7 +351,7 @@ class HttpConnection(asyncio.Protocol):
             method=self.parser.get_method().decode("latin-1"),
             path=path,
             raw_url=raw_url,
-            query=dict(parse_qsl(query, keep_blank_values=True)),
+            query=dict(parse_qsl(query, keep_blank_values=True)) if query else {},
             headers=self.headers,
             client=self.client,
         )
