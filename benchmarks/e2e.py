@@ -292,9 +292,13 @@ def run_phase(args: argparse.Namespace, load: Path, server: Server, phase: Phase
 
 
 def gc_figures(port: int) -> dict[str, float]:
-    """omflow's garbage-collection counters from ``/metrics``, one key per generation."""
+    """omflow's garbage-collection counters from ``/metrics``, one key per generation, and its
+    stream ``write()`` calls (``writes``)."""
     data = metrics_page(port)
     found = {}
+    writes = re.search(rb"^omflow_writes_total (\S+)$", data, re.M)
+    if writes:
+        found["writes"] = float(writes.group(1))
     for name, generation, value in re.findall(
         rb'^omflow_gc_(collections_total|pause_seconds_total)\{generation="(\d)"\} (\S+)$',
         data,
@@ -406,6 +410,11 @@ def describe(phase: str, r: dict[str, Any]) -> str:
         + (
             f"  full GCs {r['gc'].get('collections_total_2', 0):.0f} "
             f"({1000 * r['gc'].get('pause_seconds_total_2', 0):.0f} ms)"
+            + (
+                f"  {r['deliveries_per_s'] * r['seconds'] / r['gc']['writes']:.1f} events/write"
+                if r["gc"].get("writes")
+                else ""
+            )
             if "gc" in r
             else ""
         )
