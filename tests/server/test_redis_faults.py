@@ -256,6 +256,47 @@ async def test_while_redis_is_down_clients_stay_and_publishes_get_503(
     assert (await two.get("/readyz")).status == 200
 
 
+async def test_a_batch_refused_while_redis_is_down_says_so_and_can_be_sent_again(
+    on_private_redis: Start, private_redis: PrivateRedis
+) -> None:
+    server = await on_private_redis()
+    secret = await server.key()
+    publisher = await server.key("publish")
+    body = orjson.dumps(
+        {
+            "publishes": [
+                {"contest_id": "ct_a", "entries": [entry("ct_a", 0.5, 1)]},
+                {"contest_id": "ct_b", "entries": [entry("ct_b", 0.4, 2)]},
+            ]
+        }
+    )
+
+    async def post() -> tuple[int, Any]:
+        reply = await http(
+            server.port,
+            "POST",
+            "/flow/v1/partners/kalshi/liquidity/batch",
+            headers={"x-api-key": publisher},
+            body=body,
+        )
+        return reply.status, reply.json()
+
+    private_redis.kill()
+    await eventually(lambda: not server.app.broker.available)
+    status, refused = await post()
+    assert status == 503
+    assert refused["error"]["code"] == "unavailable"
+    assert "the first 0 of 2 publishes were applied" in refused["error"]["message"]
+
+    private_redis.start()
+    await eventually(lambda: server.app.broker.available)
+    status, answered = await post()
+    assert status == 200
+    assert [(r["contest_id"], r["changed"]) for r in answered["data"]] == [("ct_a", 1), ("ct_b", 1)]
+    book = (await server.get("/flow/v1/contests/ct_b/liquidity", secret)).json()
+    assert book["data"][0]["best_price"] == 0.4
+
+
 async def test_a_redis_that_comes_back_with_its_data_continues_the_seq(
     on_private_redis: Start, private_redis: PrivateRedis
 ) -> None:

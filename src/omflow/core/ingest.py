@@ -12,6 +12,11 @@ strictly ascending, each with ``available > 0``; the first level is the entry's 
 and ``available``; at most ``MAX_LEVELS``. Without ``levels`` (or with ``[]``) the entry's
 ladder is its single top-of-book level.
 
+Several publishes in one request (``POST .../liquidity/batch``, see ``parse_publishes``)::
+
+    {"publishes": [{"contest_id": "ct_abc123", "entries": [...]},
+                   {"contest_id": "ct_def456", "entries": [...], "full_book": true}]}
+
 Every problem raises ``IngestError`` with a message naming the field at fault.
 """
 
@@ -26,6 +31,8 @@ from omflow.core.hashes import is_valid_id, parse_liquidity_hash
 from omflow.core.model import MAX_LEVELS, Batch, EntryUpdate, Level
 
 MAX_ENTRIES_PER_PUBLISH = 50_000
+#: Publishes in one ``POST .../liquidity/batch`` (their entries count towards the 50,000).
+MAX_PUBLISHES_PER_REQUEST = 1_000
 
 
 class IngestError(ValueError):
@@ -33,14 +40,66 @@ class IngestError(ValueError):
 
 
 def parse_publish(partner_id: str, body: bytes) -> Batch:
-    if not is_valid_id(partner_id):
-        raise IngestError("partner_id must be 1-64 letters, digits, '_' or '-'")
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise IngestError("body is not valid JSON") from None
+    """The body of ``POST .../partners/{partner_id}/liquidity``: one contest's entries."""
+    _check_partner(partner_id)
+    payload = _json(body)
     if not isinstance(payload, dict):
         raise IngestError("body must be a JSON object with contest_id and entries")
+    return _batch(partner_id, payload)
+
+
+def parse_publishes(partner_id: str, body: bytes) -> list[Batch]:
+    """The body of ``POST .../partners/{partner_id}/liquidity/batch``: several publishes.
+
+    ``{"publishes": [{"contest_id", "entries", "full_book"?}, ...]}``, each item exactly the
+    body of a single publish, at most ``MAX_PUBLISHES_PER_REQUEST`` of them and
+    ``MAX_ENTRIES_PER_PUBLISH`` entries over all. Every item is checked before any is applied;
+    a message names the item, as in ``publishes[2].entries[0].price must be ...``.
+    """
+    _check_partner(partner_id)
+    payload = _json(body)
+    items = payload.get("publishes") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise IngestError(
+            'body must be a JSON object {"publishes": [...]}, '
+            "each publish an object with contest_id and entries"
+        )
+    if len(items) > MAX_PUBLISHES_PER_REQUEST:
+        raise IngestError(f"at most {MAX_PUBLISHES_PER_REQUEST} publishes per request")
+    entries = sum(len(item["entries"]) for item in items if _has_entry_list(item))
+    if entries > MAX_ENTRIES_PER_PUBLISH:
+        raise IngestError(
+            f"at most {MAX_ENTRIES_PER_PUBLISH} entries per request, over all publishes"
+        )
+    batches: list[Batch] = []
+    for k, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise IngestError(f"publishes[{k}] must be an object with contest_id and entries")
+        try:
+            batches.append(_batch(partner_id, item))
+        except IngestError as error:
+            raise IngestError(f"publishes[{k}].{error}") from None
+    return batches
+
+
+def _check_partner(partner_id: str) -> None:
+    if not is_valid_id(partner_id):
+        raise IngestError("partner_id must be 1-64 letters, digits, '_' or '-'")
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise IngestError("body is not valid JSON") from None
+
+
+def _has_entry_list(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("entries"), list)
+
+
+def _batch(partner_id: str, payload: dict[str, Any]) -> Batch:
+    """One publish (``{"contest_id", "entries", "full_book"?}``) as a ``Batch``."""
     contest_id = payload.get("contest_id")
     if not is_valid_id(contest_id):
         raise IngestError("contest_id must be 1-64 letters, digits, '_' or '-'")

@@ -15,15 +15,16 @@ from typing import Any, TypeVar
 
 import orjson
 
-from omflow.broker.base import Broker, Unavailable
+from omflow.broker.base import Applied, Broker, Unavailable
 from omflow.clock import Clock
 from omflow.core.catalog import CONTEST_STATUSES, UNKNOWN_STATUS, decode_cursor
 from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
 from omflow.core.gamestate import parse_state_publish, state_view
 from omflow.core.hashes import is_valid_id, is_valid_position_hash
-from omflow.core.ingest import IngestError, parse_publish
+from omflow.core.ingest import IngestError, parse_publish, parse_publishes
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.model import (
+    Batch,
     Contest,
     DepthSnapshot,
     League,
@@ -479,17 +480,53 @@ async def publish(
         raise ApiError(
             503, "unavailable", f"the book cannot be written now ({error}); retry shortly"
         ) from None
-    event = next((e for e in applied.events if isinstance(e, LiquidityEvent)), None)
-    return envelope(
-        svc,
-        {
-            "contest_id": batch.contest_id,
-            "accepted": len(batch.entries),
-            "changed": len(event.changes) if event is not None else 0,
-            "refresh_required": event.refresh_required if event is not None else False,
-            "seq": applied.seq,
-        },
-    )
+    return envelope(svc, _published(batch, applied))
+
+
+async def publish_many(
+    svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
+) -> Response:
+    """Several publishes in one request, applied in order once every one is valid.
+
+    ``data`` lists each one's answer, as a single publish answers it. If the book becomes
+    unavailable part way, the answer is 503 saying how many were applied; sending the whole
+    request again is safe, since entries carry absolute prices and sizes: what was applied
+    already changes nothing the second time.
+    """
+    try:
+        batches = parse_publishes(params["partner_id"], request.body)
+    except IngestError as error:
+        raise ApiError(400, "invalid_request", str(error)) from None
+    results = []
+    for done, batch in enumerate(batches):
+        try:
+            applied = await svc.ingestor.apply(batch)
+        except Unavailable as error:
+            raise ApiError(
+                503,
+                "unavailable",
+                f"the book cannot be written now ({error}); the first {done} of "
+                f"{len(batches)} publishes were applied; send the request again shortly "
+                "(applying one again changes nothing)",
+            ) from None
+        results.append(_published(batch, applied))
+    return envelope(svc, results)
+
+
+def _published(batch: Batch, applied: Applied) -> dict[str, Any]:
+    """A publish's answer: what it carried, what it changed, the contest's seq after it."""
+    event = None
+    for candidate in applied.events:
+        if isinstance(candidate, LiquidityEvent):
+            event = candidate
+            break
+    return {
+        "contest_id": batch.contest_id,
+        "accepted": len(batch.entries),
+        "changed": len(event.changes) if event is not None else 0,
+        "refresh_required": event.refresh_required if event is not None else False,
+        "seq": applied.seq,
+    }
 
 
 async def _with_state(svc: Services, contest: Contest) -> Contest:
@@ -541,6 +578,7 @@ ROUTES: list[Route] = [
     _route("GET", f"{API}/opportunities", list_opportunities, Scope.STREAM),
     _route("POST", f"{API}/liquidity/batch", liquidity_batch, Scope.STREAM),
     _route("POST", f"{API}/partners/{{partner_id}}/liquidity", publish, Scope.PUBLISH),
+    _route("POST", f"{API}/partners/{{partner_id}}/liquidity/batch", publish_many, Scope.PUBLISH),
     _route("POST", f"{API}/partners/{{partner_id}}/state", publish_state, Scope.PUBLISH),
 ]
 
