@@ -19,6 +19,9 @@ Phases, each on both servers (``--phases``):
 * ``idle``: 10,000 subscribed connections held; server RSS growth per connection;
 * ``sparse``: 1,000 connections, 100 contests x 10 subscribers, publishers saturating;
 * ``dense``: 1,000 connections, 10 contests x 100 subscribers, publishers saturating;
+* ``sparse10``: sparse, but each request carries 10 one-entry publishes (10 contests) through
+  ``POST .../liquidity/batch``: omflow's ingest for partners that publish much (omflow only:
+  nchan takes one message per POST; compared with nchan's ``sparse``, not a goal);
 * ``steady``: 1,000 publishes/s x 100 subscribers (1,000 connections): latency percentiles;
 * ``steady5k``: the same 100k deliveries/s at 5,000 connections (50 contests x 100).
 
@@ -72,12 +75,14 @@ class Phase:
     rate: float = 0.0  # publishes/s; 0 = saturating
     seconds: float = 5.0
     warmup: float = 2.0
+    batch: int = 1  # publishes per request; above 1 omflow's batch endpoint (omflow only)
 
 
 PHASES = {
     "idle": Phase("idle", 10_000, 100),
     "sparse": Phase("sparse", 1_000, 100),
     "dense": Phase("dense", 1_000, 10),
+    "sparse10": Phase("sparse10", 1_000, 100, batch=10),
     "steady": Phase("steady", 1_000, 10, rate=1_000, seconds=10),
     "steady5k": Phase("steady5k", 5_000, 50, rate=1_000, seconds=10),
 }
@@ -260,6 +265,7 @@ def run_phase(args: argparse.Namespace, load: Path, server: Server, phase: Phase
     seconds = phase.seconds * args.time_scale
     warmup = phase.warmup * min(1.0, args.time_scale * 2)
     command += ["--publishers", str(args.publishers), "--rate", str(phase.rate)]
+    command += ["--batch", str(phase.batch)]
     command += ["--warmup", f"{warmup:.2f}", "--seconds", f"{seconds:.2f}"]
     if phase.name == "idle":
         return idle_phase(args, command, server, phase)
@@ -388,6 +394,8 @@ def one_run(args: argparse.Namespace, load: Path, number: int) -> dict[str, dict
         try:
             for phase_name in args.phases:
                 phase = PHASES[phase_name]
+                if phase.batch > 1 and name != "omflow":
+                    continue  # nchan has no batch publish
                 result = run_phase(args, load, server, phase)
                 figures[name][phase_name] = result
                 say(f"run {number} {name:>6} {phase_name:<9}{describe(phase_name, result)}")
@@ -429,6 +437,9 @@ def compare(run: dict[str, dict[str, Any]]) -> dict[str, Any]:
         if phase in om and phase in nc and nc[phase]["deliveries_per_s"]:
             ratio = om[phase]["deliveries_per_s"] / nc[phase]["deliveries_per_s"]
             out[f"{phase}_ratio"] = round(ratio, 3)
+    if "sparse10" in om and "sparse" in nc and nc["sparse"]["deliveries_per_s"]:
+        ratio = om["sparse10"]["deliveries_per_s"] / nc["sparse"]["deliveries_per_s"]
+        out["sparse10_vs_nchan_sparse"] = round(ratio, 3)
     if "sparse_ratio" in out:
         out["goal_sparse_ratio"] = out["sparse_ratio"] >= 1.2
     if "dense_ratio" in out:

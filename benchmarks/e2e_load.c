@@ -5,7 +5,7 @@
  *
  *   e2e_load --port P --server omflow|nchan [--key K] [--publish-key K] [--partner ID]
  *            --conns N --contests C [--publishers P] [--rate R] [--warmup S] [--seconds S]
- *            [--hold]
+ *            [--batch K] [--hold]
  *
  * Subscribers: N WebSocket connections; connection i follows contest i % C. For omflow the
  * upgrade is GET /flow/v1/stream?api_key=K, then a `subscribe` message once `connected`
@@ -19,6 +19,8 @@
  * POST /pub/<id> with the same JSON body. With --rate 0 (saturating) each publisher keeps
  * one request in flight and sends the next when the answer comes; with --rate R the loop
  * sends R per second in 1 ms ticks, spread over the publishers (pipelined when one is busy).
+ * With --batch K (omflow only) each request carries K one-entry publishes for K consecutive
+ * contests: POST /flow/v1/partners/<partner>/liquidity/batch with {"publishes": [...]}.
  *
  * After --warmup seconds, the counts start (the line `start` goes to stdout); after --seconds
  * more, they stop, and one JSON line goes to stdout. With --hold, no publishing: once every subscriber is ready the line
@@ -64,6 +66,7 @@ static int server_kind = OMFLOW;
 static int port = 0;
 static const char *key = "", *publish_key = "", *partner = "bench";
 static int n_conns = 1000, n_contests = 10, n_pubs = 16, hold = 0;
+static int batch = 1; /* omflow: publishes per request (>1: POST .../liquidity/batch) */
 static double rate = 0, warmup_s = 2, measure_s = 5;
 
 static int ep;
@@ -200,29 +203,34 @@ static void send_upgrade(conn_t *c) {
 }
 
 static void send_publish(conn_t *c) {
-    char body[256], req[768], id[32];
-    int contest = (int)(next_contest++ % (uint64_t)n_contests);
-    contest_id(contest, id);
+    char body[256 * 64], req[256 * 64 + 512], id[32];
     int64_t stamp = now_us();
-    int bn = snprintf(body, sizeof body,
-                      "{\"contest_id\":\"%s\",\"entries\":[{\"liquidity_hash\":"
-                      "\"%s:%s:mk_ml:side_home:var_0:p_home:tf_full\",\"price\":0.5,"
-                      "\"available\":%lld}]}",
-                      id, partner, id, (long long)stamp);
+    int bn = 0;
+    if (batch > 1) bn += snprintf(body + bn, sizeof body - (size_t)bn, "{\"publishes\":[");
+    for (int k = 0; k < batch; k++) {
+        int contest = (int)(next_contest++ % (uint64_t)n_contests);
+        contest_id(contest, id);
+        bn += snprintf(body + bn, sizeof body - (size_t)bn,
+                       "%s{\"contest_id\":\"%s\",\"entries\":[{\"liquidity_hash\":"
+                       "\"%s:%s:mk_ml:side_home:var_0:p_home:tf_full\",\"price\":0.5,"
+                       "\"available\":%lld}]}",
+                       k ? "," : "", id, partner, id, (long long)stamp);
+    }
+    if (batch > 1) bn += snprintf(body + bn, sizeof body - (size_t)bn, "]}");
     int n;
     if (server_kind == OMFLOW)
         n = snprintf(req, sizeof req,
-                     "POST /flow/v1/partners/%s/liquidity HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "POST /flow/v1/partners/%s/liquidity%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "X-API-Key: %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %d\r\n\r\n%s",
-                     partner, publish_key, bn, body);
+                     partner, batch > 1 ? "/batch" : "", publish_key, bn, body);
     else
         n = snprintf(req, sizeof req,
                      "POST /pub/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
                      id, bn, body);
     c->in_flight++;
-    sent_publishes++;
+    sent_publishes += (uint64_t)batch;
     send_bytes(c, req, (size_t)n);
 }
 
@@ -345,7 +353,7 @@ static size_t pub_parse(conn_t *c, uint8_t *p, size_t n) {
         c->in_flight--;
         if (counting) {
             if (status >= 200 && status < 300)
-                published++;
+                published += (uint64_t)batch;
             else
                 publish_errors++;
         }
@@ -401,7 +409,8 @@ static void run_loop(int64_t until, int want_ready) {
         }
         if (rate > 0 && publishing && now >= next_tick) {
             uint64_t owed = (uint64_t)((double)(now - owed_since) * rate / 1e6);
-            for (; owed_sent < owed; owed_sent++) send_publish(&pubs[rr++ % (uint64_t)n_pubs]);
+            for (; owed_sent < owed; owed_sent += (uint64_t)batch)
+                send_publish(&pubs[rr++ % (uint64_t)n_pubs]);
             next_tick = now + 1000;
         }
         int timeout = rate > 0 && publishing ? (int)((next_tick - now + 999) / 1000) : 100;
@@ -457,10 +466,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--contests")) n_contests = atoi(v);
         else if (!strcmp(a, "--publishers")) n_pubs = atoi(v);
         else if (!strcmp(a, "--rate")) rate = atof(v);
+        else if (!strcmp(a, "--batch")) batch = atoi(v);
         else if (!strcmp(a, "--warmup")) warmup_s = atof(v);
         else if (!strcmp(a, "--seconds")) measure_s = atof(v);
         else { fprintf(stderr, "e2e_load: unknown option %s\n", a); return 2; }
         i++;
+    }
+    if (batch > 1 && server_kind != OMFLOW) {
+        fprintf(stderr, "e2e_load: --batch is for omflow (nchan takes one message per POST)\n");
+        return 2;
+    }
+    if (batch < 1 || batch > 64) {
+        fprintf(stderr, "e2e_load: --batch must be from 1 to 64\n");
+        return 2;
     }
     if (!port || n_conns < 1 || n_contests < 1 || n_pubs < 1) {
         fprintf(stderr, "e2e_load: --port, --conns, --contests and --publishers must be > 0\n");

@@ -32,7 +32,7 @@ def run_e2e(tmp_path: Path, servers: str) -> dict[str, object]:
             "--servers",
             servers,
             "--phases",
-            "sparse,steady",
+            "sparse,sparse10,steady",
             "--runs",
             "1",
             "--time-scale",
@@ -53,8 +53,10 @@ def run_e2e(tmp_path: Path, servers: str) -> dict[str, object]:
     return result
 
 
-def check_phases(figures: dict[str, dict[str, object]]) -> None:
-    for phase in ("sparse", "steady"):
+def check_phases(figures: dict[str, dict[str, object]], batch: bool = True) -> None:
+    """``batch``: the server has omflow's batch publish (``sparse10``); nchan has not."""
+    assert ("sparse10" in figures) is batch
+    for phase in ("sparse", "steady", *(("sparse10",) if batch else ())):
         f = figures[phase]
         assert f["deliveries_per_s"] > 0, phase  # type: ignore[operator]
         assert f["publishes_per_s"] > 0, phase  # type: ignore[operator]
@@ -66,6 +68,10 @@ def check_phases(figures: dict[str, dict[str, object]]) -> None:
     assert 500 < steady["publishes_per_s"] < 1500  # type: ignore[operator]
     ratio = steady["deliveries_per_s"] / steady["publishes_per_s"]  # type: ignore[operator]
     assert 90 < ratio < 110
+    for phase in ("sparse", "sparse10") if batch else ("sparse",):
+        # 100 contests x 10 subscribers: each publish reaches 10, however many a request holds.
+        ratio = figures[phase]["deliveries_per_s"] / figures[phase]["publishes_per_s"]  # type: ignore[operator]
+        assert 8 < ratio < 12, phase
 
 
 def test_omflow_through_its_public_interfaces(tmp_path: Path) -> None:
@@ -83,7 +89,8 @@ def test_beside_nchan_the_same_load(tmp_path: Path) -> None:
     result = run_e2e(tmp_path, "omflow,nchan")
     run = result["runs"][0]  # type: ignore[index]
     check_phases(run["figures"]["omflow"])
-    check_phases(run["figures"]["nchan"])
+    check_phases(run["figures"]["nchan"], batch=False)
     assert run["compare"]["sparse_ratio"] > 0
+    assert run["compare"]["sparse10_vs_nchan_sparse"] > 0
     assert isinstance(run["compare"]["goal_steady_tail"], bool)
     assert result["goals"]["sparse_ratio"]["runs"] == 1  # type: ignore[index]
