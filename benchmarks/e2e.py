@@ -369,7 +369,11 @@ def finish_profile(
         f"py-spy record --rate 250 --idle --nonblocking, omflow serve under the e2e {phase.name} "
         f"load ({phase.conns:,} conns, {phase.contests} contests, "
         + ("publishers saturating" if not phase.rate else f"{phase.rate:,.0f} publishes/s")
-        + ", one-entry POSTs)",
+        + (
+            f", {phase.batch} one-entry publishes per POST to the batch endpoint)"
+            if phase.batch > 1
+            else ", one-entry POSTs)"
+        ),
         f"while profiling: {figures['deliveries_per_s']:,.0f} deliveries/s, "
         f"{figures['publishes_per_s']:,.0f} publishes/s, server CPU "
         f"{100 * figures['server_cpu']:.0f} %",
