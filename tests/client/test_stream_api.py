@@ -14,9 +14,11 @@ from tests.client.test_faults import Factory, fast_backoff, started
 
 from omflow.client import (
     ApiError,
+    AsyncRestClient,
     AuthenticationError,
     LiquidityUpdate,
     Live,
+    PermissionDeniedError,
     Reconnecting,
     RestClient,
     Stream,
@@ -107,6 +109,48 @@ async def test_the_synchronous_rest_client(server_factory: Factory) -> None:
             rest.liquidity("ct_r")
 
     await asyncio.to_thread(read)
+
+
+async def test_a_partner_publishes_with_the_rest_client(server_factory: Factory) -> None:
+    server = await started(server_factory())
+    server.keys()
+
+    def entries(contest_id: str, price: float) -> list[dict[str, object]]:
+        return [{"liquidity_hash": liquidity_hash(contest_id, 1), "price": price, "available": 9}]
+
+    def sync_side() -> None:
+        with RestClient(server.base, api_key=server.publisher) as rest:
+            one = rest.publish("kalshi", "ct_p", entries("ct_p", 0.5))
+            assert (one["seq"], one["changed"]) == (1, 1)
+            many = rest.publish_many(
+                "kalshi",
+                [
+                    {"contest_id": "ct_p", "entries": entries("ct_p", 0.45)},
+                    {"contest_id": "ct_q", "entries": entries("ct_q", 0.3)},
+                ],
+            )
+            assert [(r["contest_id"], r["seq"]) for r in many] == [("ct_p", 2), ("ct_q", 1)]
+            with pytest.raises(ApiError) as refused:
+                rest.publish("kalshi", "ct_p", entries("ct_p", 1.5))
+            assert (refused.value.status, refused.value.code) == (400, "invalid_request")
+        with (
+            RestClient(server.base, api_key=server.reader) as rest,
+            pytest.raises(PermissionDeniedError, match="'publish' scope"),
+        ):
+            rest.publish("kalshi", "ct_p", entries("ct_p", 0.4))
+
+    await asyncio.to_thread(sync_side)
+    async with AsyncRestClient(server.base, api_key=server.publisher) as rest:
+        answers = await rest.publish_many("kalshi", [{"contest_id": "ct_q", "entries": []}])
+        assert answers == [
+            {"contest_id": "ct_q", "accepted": 0, "changed": 0, "refresh_required": False, "seq": 1}
+        ]
+        assert (await rest.publish("kalshi", "ct_q", entries("ct_q", 0.35)))["seq"] == 2
+    async with AsyncRestClient(server.base, api_key=server.reader) as rest:
+        book = await rest.liquidity("ct_p")
+        assert book.meta.seq == 2
+        assert [p.best_price for p in book.data] == [0.45]
+        assert [p.best_price for p in (await rest.liquidity("ct_q")).data] == [0.35]
 
 
 def test_urls_and_keys_are_checked_before_connecting() -> None:

@@ -17,7 +17,8 @@
 
 - ``connect`` / ``Stream``: the self-healing stream (``omflow.client.stream``).
 - ``LiveBook``: each followed contest's exact book (``omflow.client.livebook``).
-- ``AsyncRestClient`` / ``RestClient``: the read API, async and synchronous.
+- ``AsyncRestClient`` / ``RestClient``: the REST API, async and synchronous (reads; publishes
+  for partners).
 - ``Backoff``: the retry schedule; ``omflow.client.errors``: what can go wrong.
 - The server's messages are the structs of ``omflow.core.messages``, re-exported here.
 
