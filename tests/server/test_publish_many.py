@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.conftest import HttpReply, Server, entry, http
-from tests.server.test_rest import API, check
+from tests.conftest import HttpReply, Server, entry
+from tests.server.test_rest import API, check, post_publish
 from tests.server.test_stream import connect, recv, subscribe
 
 from omflow.core.ingest import MAX_ENTRIES_PER_PUBLISH, MAX_PUBLISHES_PER_REQUEST
@@ -20,15 +20,8 @@ from omflow.core.ingest import MAX_ENTRIES_PER_PUBLISH, MAX_PUBLISHES_PER_REQUES
 async def post_many(
     server: Server, body: bytes | dict[str, Any], secret: str | None = None
 ) -> HttpReply:
-    if secret is None:
-        secret = server.publisher = server.publisher or await server.key("publish")
-    return await http(
-        server.port,
-        "POST",
-        f"{API}/partners/kalshi/liquidity/batch",
-        headers={"x-api-key": secret, "content-type": "application/json"},
-        body=body if isinstance(body, bytes) else orjson.dumps(body),
-    )
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return await post_publish(server, "kalshi", raw, secret, batch=True)
 
 
 def one(contest_id: str, *entries: dict[str, Any], **extra: Any) -> dict[str, Any]:

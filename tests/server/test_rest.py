@@ -84,14 +84,15 @@ async def get(port: int, path: str, headers: dict[str, str] | None = None) -> Ht
 
 
 async def post_publish(
-    server: Server, partner_id: str, body: bytes, secret: str | None = None
+    server: Server, partner_id: str, body: bytes, secret: str | None = None, batch: bool = False
 ) -> HttpReply:
+    """POST ``body`` to the partner's publish endpoint (``batch``: the several-publishes one)."""
     if secret is None:
         secret = server.publisher = server.publisher or await server.key("publish")
     return await http(
         server.port,
         "POST",
-        f"{API}/partners/{partner_id}/liquidity",
+        f"{API}/partners/{partner_id}/liquidity" + ("/batch" if batch else ""),
         headers={"x-api-key": secret, "content-type": "application/json"},
         body=body,
     )
