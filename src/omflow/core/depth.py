@@ -267,6 +267,15 @@ def _diff(partner_id: str, old: Ladder | None, new: Ladder | None) -> list[Level
         return [LevelChange(partner_id, level.price, level.available) for level in new or ()]
     if not new:
         return [LevelChange(partner_id, level.price, 0) for level in old]
+    if len(old) == 1 and len(new) == 1:  # top of book only, the common case: no merge
+        (was,), (now,) = old, new
+        if was.price == now.price:
+            if was.available == now.available:
+                return []
+            return [LevelChange(partner_id, now.price, now.available)]
+        gone = LevelChange(partner_id, was.price, 0)
+        came = LevelChange(partner_id, now.price, now.available)
+        return [gone, came] if was.price < now.price else [came, gone]
     changes: list[LevelChange] = []
     i = j = 0
     while i < len(old) and j < len(new):
@@ -282,8 +291,10 @@ def _diff(partner_id: str, old: Ladder | None, new: Ladder | None) -> list[Level
         else:
             changes.append(LevelChange(partner_id, now.price, now.available))
             j += 1
-    changes.extend(LevelChange(partner_id, level.price, 0) for level in old[i:])
-    changes.extend(LevelChange(partner_id, level.price, level.available) for level in new[j:])
+    if i < len(old):
+        changes.extend(LevelChange(partner_id, level.price, 0) for level in old[i:])
+    if j < len(new):
+        changes.extend(LevelChange(partner_id, level.price, level.available) for level in new[j:])
     return changes
 
 
