@@ -7,17 +7,17 @@ so a batch is checked by the same rules whoever sends it, and the per-partner fi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from omflow.broker.base import Applied, Broker, Unavailable
+from omflow.broker.base import Applied, Broker, PartlyApplied, Unavailable
 from omflow.clock import Clock
 from omflow.core.catalog import Catalog
 from omflow.core.gamestate import validate_state
 from omflow.core.ingest import validate_batch
 from omflow.core.model import Batch, Contest, League, Participant, StateEvent, StateUpdate
 
-__all__ = ["Ingestor", "PartnerStats", "Unavailable"]
+__all__ = ["Ingestor", "PartlyApplied", "PartnerStats", "Unavailable"]
 
 
 @dataclass(slots=True)
@@ -73,6 +73,28 @@ class Ingestor:
         partner.entries += len(batch.entries)
         partner.last_publish = self.clock.monotonic()
         return applied
+
+    async def apply_many(self, batches: Sequence[Batch]) -> list[Applied]:
+        """Apply several validated batches (in order per contest); each one's result.
+
+        Raises ``Unavailable`` when none was applied, ``PartlyApplied`` when some were."""
+        try:
+            results = await self.broker.apply_many(batches, self.clock.ms())
+        except PartlyApplied as partly:
+            self._count(b for b, r in zip(batches, partly.applied, strict=True) if r is not None)
+            raise
+        self._count(batches)
+        return results
+
+    def _count(self, batches: Iterable[Batch]) -> None:
+        now = self.clock.monotonic()
+        for batch in batches:
+            partner = self.partners.get(batch.partner_id)
+            if partner is None:
+                partner = self.partners[batch.partner_id] = PartnerStats()
+            partner.publishes += 1
+            partner.entries += len(batch.entries)
+            partner.last_publish = now
 
     async def publish(self, batch: Batch) -> None:
         """``FeedSink.publish``: validate like the ingest endpoint, then apply."""

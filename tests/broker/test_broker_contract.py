@@ -281,6 +281,28 @@ async def test_concurrent_writers_keep_seq_exact_and_deliver_each_event_once(kit
     assert [e.available for e in book.entries.values()] == [last.changes[0].available]  # type: ignore[union-attr]
 
 
+async def test_many_batches_apply_in_order_per_contest(kit: Kit) -> None:
+    broker, received = await kit.make()
+    await follow(broker, "ct_a")
+    await follow(broker, "ct_b")
+    batches = [
+        batch("ct_a", update("ct_a", 0.5, 1)),
+        batch("ct_b", update("ct_b", 0.4, 2)),
+        batch("ct_a", update("ct_a", 0.45, 3)),
+        batch("ct_a", update("ct_a", 0.45, 3)),  # the same again: no change, no event
+        *(batch(f"ct_{i}", update(f"ct_{i}", 0.3, i + 1)) for i in range(20)),
+    ]
+    applied = await broker.apply_many(batches, 1_000)
+    assert [a.seq for a in applied[:4]] == [1, 1, 2, 2]
+    assert [[e.seq for e in book_events(a)] for a in applied[:4]] == [[1], [1], [2], []]
+    assert [a.seq for a in applied[4:]] == [1] * 20
+    await eventually(lambda: len(received.seqs("ct_a")) == 2 and len(received.seqs("ct_b")) == 1)
+    assert received.seqs("ct_a") == [1, 2]
+    book = await broker.liquidity("ct_a")
+    assert book is not None
+    assert [(e.price, e.available) for e in book.entries.values()] == [(0.45, 3)]
+
+
 async def test_the_catalog_reaches_every_process(kit: Kit) -> None:
     one, _ = await kit.make()
     two, _ = await kit.make() if kit.shared else (one, None)

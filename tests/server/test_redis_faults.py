@@ -286,7 +286,7 @@ async def test_a_batch_refused_while_redis_is_down_says_so_and_can_be_sent_again
     status, refused = await post()
     assert status == 503
     assert refused["error"]["code"] == "unavailable"
-    assert "the first 0 of 2 publishes were applied" in refused["error"]["message"]
+    assert "none of the 2 publishes was applied" in refused["error"]["message"]
 
     private_redis.start()
     await eventually(lambda: server.app.broker.available)

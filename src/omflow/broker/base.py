@@ -19,7 +19,7 @@ processes and machines. One contract suite (``tests/broker``) runs against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -47,6 +47,40 @@ Deliver = Callable[[Event, bytes | None], None]
 
 class Unavailable(Exception):
     """The shared state cannot be reached (Redis is down): nothing was applied."""
+
+
+class PartlyApplied(Unavailable):
+    """``apply_many`` lost the shared state part way: ``applied`` lists each batch's result,
+    ``None`` for those not applied."""
+
+    def __init__(self, reason: str, applied: list[Applied | None]) -> None:
+        super().__init__(reason)
+        self.applied = applied
+
+    @property
+    def count(self) -> int:
+        return sum(1 for result in self.applied if result is not None)
+
+
+def gathered(results: Sequence[Applied | BaseException]) -> list[Applied]:
+    """``apply_many``'s answer from each batch's outcome (``asyncio.gather(...,
+    return_exceptions=True)``): the results, or ``Unavailable`` if none was applied, or
+    ``PartlyApplied``; any other exception is raised as it is."""
+    applied: list[Applied | None] = []
+    lost: Unavailable | None = None
+    for result in results:
+        if isinstance(result, Unavailable):
+            lost = lost or result
+            applied.append(None)
+        elif isinstance(result, BaseException):
+            raise result
+        else:
+            applied.append(result)
+    if lost is None:
+        return [result for result in applied if result is not None]
+    if not any(result is not None for result in applied):
+        raise lost
+    raise PartlyApplied(str(lost), applied)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +124,12 @@ class Broker(Protocol):
         The events are the contest's liquidity event (if its book changed), then its depth
         events, then its opportunity events (``omflow.core.contest.LiveContest.apply_batch``).
         """
+        ...
+
+    async def apply_many(self, batches: Sequence[Batch], now_ms: int) -> list[Applied]:
+        """``apply`` each batch, in order for each contest (different contests may be written
+        at once); each one's result. Raises ``Unavailable`` if none was applied, else
+        ``PartlyApplied`` naming those that were."""
         ...
 
     async def apply_state(self, update: StateUpdate, now_ms: int) -> Applied:

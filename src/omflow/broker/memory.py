@@ -8,7 +8,7 @@ take its new seqs for the old ones.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from omflow.broker.base import Applied, Deliver, Event
 from omflow.broker.snapshots import contest_of as _contest_of
@@ -50,6 +50,9 @@ class MemoryBroker:
 
     async def apply(self, batch: Batch, now_ms: int) -> Applied:
         return self.apply_now(batch, now_ms)
+
+    async def apply_many(self, batches: Sequence[Batch], now_ms: int) -> list[Applied]:
+        return [self.apply_now(batch, now_ms) for batch in batches]
 
     def apply_now(self, batch: Batch, now_ms: int) -> Applied:
         """``apply`` without a coroutine, for in-process drivers that cannot await (benchmarks)."""

@@ -49,7 +49,7 @@ import logging
 import os
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from omflow.broker.base import Applied, Deliver, Event, Unavailable
+from omflow.broker.base import Applied, Deliver, Event, Unavailable, gathered
 from omflow.broker.snapshots import snapshot_of
 from omflow.broker.url import check_prefix
 from omflow.clock import SYSTEM_CLOCK, Clock
@@ -457,6 +457,15 @@ class RedisBroker:
 
     async def apply(self, batch: Batch, now_ms: int) -> Applied:
         return await self._submit(batch.contest_id, batch, now_ms)
+
+    async def apply_many(self, batches: Sequence[Batch], now_ms: int) -> list[Applied]:
+        """Every batch at once: each contest's writer takes its own in order (``_submit``
+        queues a batch before it first waits), and different contests' scripts overlap."""
+        results = await asyncio.gather(
+            *(self._submit(batch.contest_id, batch, now_ms) for batch in batches),
+            return_exceptions=True,
+        )
+        return gathered(results)
 
     async def apply_state(self, update: StateUpdate, now_ms: int) -> Applied:
         """Apply a contest-state update; raise ``StateError`` for one the state refuses."""

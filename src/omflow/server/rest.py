@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from omflow.broker.base import Applied, Broker, Unavailable
+from omflow.broker.base import Applied, Broker, PartlyApplied, Unavailable
 from omflow.clock import Clock
 from omflow.core.catalog import CONTEST_STATUSES, UNKNOWN_STATUS, decode_cursor
 from omflow.core.channels import CONTEST_STATE, LIQUIDITY, OPPORTUNITIES, ORDERBOOK
@@ -486,7 +486,8 @@ async def publish(
 async def publish_many(
     svc: Services, request: Request, params: dict[str, str], key: KeyRecord | None
 ) -> Response:
-    """Several publishes in one request, applied in order once every one is valid.
+    """Several publishes in one request, applied once every one is valid (in order for each
+    contest; different contests may be written at once).
 
     ``data`` lists each one's answer, as a single publish answers it. If the book becomes
     unavailable part way, the answer is 503 saying how many were applied; sending the whole
@@ -497,20 +498,24 @@ async def publish_many(
         batches = parse_publishes(params["partner_id"], request.body)
     except IngestError as error:
         raise ApiError(400, "invalid_request", str(error)) from None
-    results = []
-    for done, batch in enumerate(batches):
-        try:
-            applied = await svc.ingestor.apply(batch)
-        except Unavailable as error:
-            raise ApiError(
-                503,
-                "unavailable",
-                f"the book cannot be written now ({error}); the first {done} of "
-                f"{len(batches)} publishes were applied; send the request again shortly "
-                "(applying one again changes nothing)",
-            ) from None
-        results.append(_published(batch, applied))
-    return envelope(svc, results)
+    try:
+        results = await svc.ingestor.apply_many(batches)
+    except PartlyApplied as error:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the book cannot be written now ({error}); {error.count} of {len(batches)} "
+            "publishes were applied; send the request again shortly (applying one again "
+            "changes nothing)",
+        ) from None
+    except Unavailable as error:
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the book cannot be written now ({error}); none of the {len(batches)} publishes "
+            "was applied; retry shortly",
+        ) from None
+    return envelope(svc, [_published(b, a) for b, a in zip(batches, results, strict=True)])
 
 
 def _published(batch: Batch, applied: Applied) -> dict[str, Any]:
