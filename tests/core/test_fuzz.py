@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from omflow.core.book import Book
 from omflow.core.hashes import is_valid_id, parse_liquidity_hash
-from omflow.core.ingest import IngestError, parse_publish
+from omflow.core.ingest import IngestError, parse_publish, parse_publishes
 from omflow.core.model import Batch, LiquidityEvent
 from omflow.core.positions import positions
 from omflow.core.protocol import (
@@ -193,6 +193,50 @@ def near_valid_bodies(draw: st.DrawFn) -> dict[str, Any]:
 @given(body=near_valid_bodies())
 def test_near_valid_ingest_bodies(body: dict[str, Any]) -> None:
     check_publish("kalshi", json_bytes(body))
+
+
+@FUZZ
+@given(body=JSON)
+def test_arbitrary_json_as_a_batch_publish_body(body: Any) -> None:
+    try:
+        batches = parse_publishes("kalshi", json_bytes(body))
+    except IngestError as error:
+        assert_says_something(error)
+        return
+    assert isinstance(body, dict)
+    assert len(batches) == len(body["publishes"])
+
+
+NOT_JSON = "body is not valid JSON"
+
+
+@FUZZ
+@given(items=st.lists(st.one_of(near_valid_bodies(), JSON), max_size=5))
+def test_a_batch_publish_agrees_with_its_items_published_one_by_one(items: list[Any]) -> None:
+    """Accepted exactly when every item would be; then the same batches, in order. Refused:
+    the message names the first item a single publish refuses, with that publish's reason."""
+    singles: list[Batch | None] = []
+    reasons: list[str] = []
+    for item in items:
+        try:
+            singles.append(parse_publish("kalshi", json_bytes(item)))
+        except IngestError as error:
+            singles.append(None)
+            reasons.append(str(error))
+    try:
+        batches = parse_publishes("kalshi", json_bytes({"publishes": items}))
+    except IngestError as error:
+        message = str(error)
+        if NOT_JSON in reasons:  # a number JSON cannot hold: the whole body is not JSON
+            assert message == NOT_JSON
+            return
+        first_bad = next(k for k, single in enumerate(singles) if single is None)
+        assert message.startswith(f"publishes[{first_bad}]")
+        if isinstance(items[first_bad], dict):
+            assert message == f"publishes[{first_bad}].{reasons[0]}"
+        return
+    assert NOT_JSON not in reasons
+    assert batches == singles
 
 
 # --- the Book under random feeds -------------------------------------------------------------
