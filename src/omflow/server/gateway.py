@@ -610,19 +610,18 @@ class Gateway:
 
     # heartbeats, revocation, drain -----------------------------------------------------------
 
-    def heartbeat(self, group: int | None = None, joined_before: float | None = None) -> None:
-        """One tick: drop whoever did not answer the last ping, ping everyone else.
+    def heartbeat(self, group: int, joined_before: float) -> None:
+        """One tick of one of the ``HEARTBEAT_GROUPS`` (connections are dealt into them in turn
+        as they come): drop whoever of it did not answer the last ping, ping the others.
 
-        With ``group``, only that one of the ``HEARTBEAT_GROUPS`` (connections are dealt into
-        them in turn as they come): the caller ticks each group once per ping interval,
-        ``1 / HEARTBEAT_GROUPS`` of an interval apart, so each connection still has a whole
-        interval to answer. A connection that joined after ``joined_before`` (monotonic) is
-        left for the next round: its first ping comes between half an interval and one and a
-        half after it connected, never the moment it arrives.
+        The caller ticks each group once per ping interval, ``1 / HEARTBEAT_GROUPS`` of an
+        interval apart, so each connection still has a whole interval to answer. A connection
+        that joined after ``joined_before`` (monotonic) is left for the next round: its first
+        ping comes between half an interval and one and a half after it connected, never the
+        moment it arrives.
         """
-        conns = self.connections if group is None else self._beat_groups[group]
-        for conn in list(conns):
-            if joined_before is not None and self._beat_group[conn][1] > joined_before:
+        for conn in list(self._beat_groups[group]):
+            if self._beat_group[conn][1] > joined_before:
                 continue  # just connected: its first ping comes on its group's next tick
             if conn.awaiting_pong:
                 self.stats.heartbeat_timeouts += 1
