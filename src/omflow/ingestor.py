@@ -65,13 +65,9 @@ class Ingestor:
 
     async def apply(self, batch: Batch) -> Applied:
         """Apply a batch that was already validated (the REST endpoint parsed it)."""
-        partner = self.partners.get(batch.partner_id)
-        if partner is None:
-            partner = self.partners[batch.partner_id] = PartnerStats()
+        self._partner(batch.partner_id)  # listed from its first attempt, applied or not
         applied = await self.broker.apply(batch, self.clock.ms())
-        partner.publishes += 1
-        partner.entries += len(batch.entries)
-        partner.last_publish = self.clock.monotonic()
+        self._count((batch,))
         return applied
 
     async def apply_many(self, batches: Sequence[Batch]) -> list[Applied]:
@@ -86,12 +82,17 @@ class Ingestor:
         self._count(batches)
         return results
 
+    def _partner(self, partner_id: str) -> PartnerStats:
+        partner = self.partners.get(partner_id)
+        if partner is None:
+            partner = self.partners[partner_id] = PartnerStats()
+        return partner
+
     def _count(self, batches: Iterable[Batch]) -> None:
+        """Count applied batches towards their partners' figures."""
         now = self.clock.monotonic()
         for batch in batches:
-            partner = self.partners.get(batch.partner_id)
-            if partner is None:
-                partner = self.partners[batch.partner_id] = PartnerStats()
+            partner = self._partner(batch.partner_id)
             partner.publishes += 1
             partner.entries += len(batch.entries)
             partner.last_publish = now
@@ -103,9 +104,7 @@ class Ingestor:
     async def apply_state(self, update: StateUpdate) -> Applied:
         """Apply a contest-state update that was already validated; the catalog's status of
         the contest follows it."""
-        partner = self.partners.get(update.partner_id)
-        if partner is None:
-            partner = self.partners[update.partner_id] = PartnerStats()
+        partner = self._partner(update.partner_id)
         applied = await self.broker.apply_state(update, self.clock.ms())
         partner.publishes += 1
         partner.last_publish = self.clock.monotonic()
