@@ -29,6 +29,7 @@ import contextlib
 import os
 import resource
 import selectors
+import signal
 import socket
 import struct
 import subprocess
@@ -226,6 +227,18 @@ def wait_listening(
                 process.kill()
                 raise RuntimeError(f"{what} did not start on port {port}") from None
             time.sleep(0.05)
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace_s: float = 20.0
+) -> None:
+    """Ask ``process`` to stop with ``sig``; kill it if it has not within ``grace_s``."""
+    process.send_signal(sig)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def metrics_page(port: int) -> bytes:

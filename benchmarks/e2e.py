@@ -57,6 +57,7 @@ from benchlib import (
     metrics_page,
     raise_nofile,
     rss_kb,
+    stop_process,
     wait_listening,
 )
 from fanout import find_py_spy, machine, machine_line, summarize_profile
@@ -145,12 +146,7 @@ class Server:
         return self.process.pid
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM if self.name != "nchan" else signal.SIGQUIT)
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process, signal.SIGTERM if self.name != "nchan" else signal.SIGQUIT)
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 

@@ -34,7 +34,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -47,7 +46,15 @@ from typing import Any
 
 import orjson
 import uvloop
-from benchlib import free_port, metrics_page, pin_to_cpu, raise_nofile, rss_kb, wait_listening
+from benchlib import (
+    free_port,
+    metrics_page,
+    pin_to_cpu,
+    raise_nofile,
+    rss_kb,
+    stop_process,
+    wait_listening,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTNER = "soak"
@@ -514,12 +521,7 @@ def start_server(args: argparse.Namespace) -> Server:
 
 
 def stop_server(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        server.process.wait(15)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(5)
+    stop_process(server.process, grace_s=15)
     shutil.rmtree(server.data_dir, ignore_errors=True)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from benchlib import AVAILABLE_BASE, contest_id, cpu_seconds, free_port, now_us
+from benchlib import AVAILABLE_BASE, contest_id, cpu_seconds, free_port, now_us, stop_process
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -290,12 +290,7 @@ class Bench:
         finally:
             if loadgen is not None:
                 await loadgen.stop()
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop_process(server)
 
     async def measure(
         self, loadgen: Proc, publishers: Publishers, pids: list[int], rate: float | None
