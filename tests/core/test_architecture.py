@@ -112,6 +112,7 @@ def test_every_core_module_is_checked() -> None:
         "gamestate",
         "opportunities",
         "contest",
+        "websocket",
     }
     assert {f"omflow.core.{name}" for name in expected} <= names
 

@@ -17,8 +17,6 @@ from typing import Any
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request as WsRequest
-from websockets.protocol import Protocol as WsProtocol
-from websockets.protocol import Side
 from websockets.server import ServerProtocol
 
 from omflow.broker.base import Broker, Leases, Unavailable
@@ -28,6 +26,7 @@ from omflow.clock import SYSTEM_CLOCK, Clock
 from omflow.core.channels import CHANNELS
 from omflow.core.keys import KeyRecord, Scope
 from omflow.core.ratelimit import MessageLimiter
+from omflow.core.websocket import ServerWebSocket
 from omflow.feeds.runner import DemoFeed
 from omflow.feeds.service import FeedService
 from omflow.ingestor import Ingestor
@@ -376,7 +375,7 @@ class App:
             )
             return False
         transport.write(handshake.serialize())
-        ws = WsProtocol(Side.SERVER, max_size=self.settings.max_message_bytes, logger=_ws_logger)
+        ws = ServerWebSocket(self.settings.max_message_bytes)
         conn = StreamConnection(
             self.gateway, key, transport, ws, self.gateway.outbox(), http.client
         )

@@ -1,13 +1,13 @@
 """One WebSocket client on ``/flow/v1/stream``: bytes in, messages to the gateway, frames out.
 
-The ``websockets`` sans-I/O protocol reads frames, answers pings and runs the closing
-handshake. This connection reassembles text messages, refuses binary (1003) and invalid UTF-8
-(1007), and holds each client to its message rate (``omflow.core.ratelimit``) before a message
-reaches the gateway. What this connection sends goes through its ``Outbox`` and leaves in one
-write per loop turn (see ``Gateway.flush``). Flow control is the transport's: when its write
-buffer passes the high-water mark (``pause_writing``) the outbox starts conflating and reading
-from the client stops, until the buffer drains (``resume_writing``) or the gateway's deadline
-closes the connection.
+``omflow.core.websocket`` reads the client's frames: it reassembles text messages, answers
+pings, runs the closing handshake and fails bad framing (1002), binary data (1003), invalid
+UTF-8 (1007) and oversized messages (1009). This connection holds each client to its message
+rate (``omflow.core.ratelimit``) before a message reaches the gateway. What this connection
+sends goes through its ``Outbox`` and leaves in one write per loop turn (see ``Gateway.flush``).
+Flow control is the transport's: when its write buffer passes the high-water mark
+(``pause_writing``) the outbox starts conflating and reading from the client stops, until the
+buffer drains (``resume_writing``) or the gateway's deadline closes the connection.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import logging
 from collections import deque
 from typing import Protocol as Interface
 
-from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import SEND_EOF, Protocol, State
+from websockets.frames import CloseCode
 
 from omflow.clock import Clock
 from omflow.core.frames import text_frame
@@ -26,6 +25,7 @@ from omflow.core.keys import KeyRecord
 from omflow.core.outbox import Outbox
 from omflow.core.protocol import ErrorCode, encode_error
 from omflow.core.ratelimit import MessageLimiter, Verdict
+from omflow.core.websocket import CLOSING, OPEN, ServerWebSocket
 
 log = logging.getLogger("omflow.stream")
 
@@ -54,7 +54,6 @@ class ConnectionHost(Interface):
         """Write its queued frames at once (before a close)."""
 
 
-_DATA = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 _RATE_LIMITED = encode_error(
     ErrorCode.RATE_LIMITED, "over the message rate: this message was not processed; slow down"
 )
@@ -68,8 +67,6 @@ class StreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_close_timer",
-        "_fragments",
-        "awaiting_pong",
         "client",
         "closed",
         "gateway",
@@ -90,7 +87,7 @@ class StreamConnection(asyncio.Protocol):
         gateway: ConnectionHost,
         key: KeyRecord,
         transport: asyncio.Transport,
-        ws: Protocol,
+        ws: ServerWebSocket,
         outbox: Outbox,
         client: str,
     ) -> None:
@@ -100,10 +97,8 @@ class StreamConnection(asyncio.Protocol):
         self.ws = ws
         self.outbox = outbox
         self.client = client
-        self.awaiting_pong = False
         self.paused = False  # the transport's write buffer is above its high-water mark
         self.closed = False
-        self._fragments: list[bytes] | None = None
         self._close_timer: asyncio.TimerHandle | None = None
         self.slow_timer: asyncio.TimerHandle | None = None
         self.lease_id: str | None = None  # the key's connection slot this connection holds
@@ -118,10 +113,9 @@ class StreamConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         ws = self.ws
-        ws.receive_data(data)
-        for event in ws.events_received():
-            if isinstance(event, Frame):
-                self._on_frame(event)
+        ws.receive(data)
+        while (message := ws.next_message()) is not None:
+            self._on_message(message)
         self._take_protocol_writes()
 
     def eof_received(self) -> bool | None:
@@ -144,49 +138,15 @@ class StreamConnection(asyncio.Protocol):
         self.paused = False
         self.gateway.caught_up(self)
 
-    # frames ----------------------------------------------------------------------------------
+    # messages ------------------------------------------------------------------------------
 
-    def _on_frame(self, frame: Frame) -> None:
-        """Reassemble text messages; refuse what this API does not speak (RFC 6455 codes).
-
-        The protocol object already answers pings (also between fragments), echoes a close,
-        caps a message at ``max_message_bytes`` (1009) and fails bad framing (1002: reserved
-        bits, unknown opcodes, control frames over 125 bytes or fragmented). What is left to
-        this layer: binary data (1003), text that is not UTF-8 (1007), and the message rate.
-        """
-        opcode = frame.opcode
-        if opcode is Opcode.PONG:
-            self.awaiting_pong = False
-            return
-        if self.ws.state is not State.OPEN or opcode not in _DATA:
-            return  # closing: data that crossed our close frame is dropped
-        if opcode is Opcode.BINARY:
-            self.close(
-                CloseCode.UNSUPPORTED_DATA, "binary frames are not supported; send JSON text"
-            )
-            return
-        if opcode is Opcode.TEXT:
-            if frame.fin:
-                self._on_message(bytes(frame.data))
-            else:
-                self._fragments = [bytes(frame.data)]
-            return
-        fragments = self._fragments  # a continuation: the protocol checked one was expected
-        if fragments is None:
-            return  # the rest of a binary message already refused
-        if frame.data:
-            fragments.append(bytes(frame.data))
-        if frame.fin:
-            self._fragments = None
-            self._on_message(b"".join(fragments))
+    @property
+    def awaiting_pong(self) -> bool:
+        """A ping went out and no pong has come since (the heartbeat drops such a client)."""
+        return self.ws.awaiting_pong
 
     def _on_message(self, data: bytes) -> None:
-        """A complete text message: valid UTF-8 and within the rate, it goes to the gateway."""
-        try:
-            data.decode()
-        except UnicodeDecodeError as error:
-            self.ws.fail(CloseCode.INVALID_DATA, f"invalid UTF-8 at position {error.start}")
-            return
+        """A complete text message (UTF-8): within the rate, it goes to the gateway."""
         verdict = self.limiter.check(self.gateway.clock.monotonic())
         if verdict is Verdict.ACCEPT:
             self.gateway.on_message(self, data)
@@ -201,14 +161,15 @@ class StreamConnection(asyncio.Protocol):
             self.close(CloseCode.POLICY_VIOLATION, "rate limited: too many messages")
 
     def _take_protocol_writes(self) -> None:
-        """Queue what the protocol wants sent (pongs, close frames); close on its EOF."""
-        for data in self.ws.data_to_send():
-            if data == SEND_EOF:
-                self.gateway.flush_now(self)
-                self._close_transport()
-                return
-            self.send_raw(data)
-        if self.ws.close_expected() and self._close_timer is None:
+        """Queue what the protocol wants sent (pongs, close frames); end the TCP connection
+        when it says so, or give the peer ``CLOSE_TIMEOUT_S`` to answer our close frame."""
+        ws = self.ws
+        for frame in ws.take_outgoing():
+            self.send_raw(frame)
+        if ws.close_transport:
+            self.gateway.flush_now(self)
+            self._close_transport()
+        elif ws.state is CLOSING and self._close_timer is None:
             loop = asyncio.get_running_loop()
             self._close_timer = loop.call_later(CLOSE_TIMEOUT_S, self.abort)
 
@@ -224,22 +185,21 @@ class StreamConnection(asyncio.Protocol):
 
     def ping(self) -> None:
         """Send a protocol ping; the next heartbeat tick drops the client unless a pong came."""
-        self.awaiting_pong = True
-        self.ws.send_ping(b"")
+        self.ws.ping()
         self._take_protocol_writes()
 
     def close(self, code: int, reason: str) -> None:
         """Start the closing handshake; the connection is dropped if it does not finish."""
-        if self.closed or self.ws.state is not State.OPEN:
+        if self.closed or self.ws.state is not OPEN:
             return
-        self.ws.send_close(code, reason)
+        self.ws.close(code, reason)
         self._take_protocol_writes()
 
     def terminate(self, code: int, reason: str) -> None:
         """Close without waiting for the peer: a close frame if the socket takes one, then drop."""
         if self.closed:
             return
-        if not self.outbox.behind and self.ws.state is State.OPEN:
+        if not self.outbox.behind and self.ws.state is OPEN:
             self.close(code, reason)  # queues the close frame, arms the abort timer
             self.gateway.flush_now(self)
             self._close_transport()
