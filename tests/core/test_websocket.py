@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -343,3 +344,22 @@ def test_unmasking_is_the_rfc_xor(data: bytes, mask: bytes) -> None:
     expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
     assert unmask(data, mask) == expected
     assert unmask(expected, mask) == data
+
+
+def test_a_peer_always_one_half_frame_ahead_does_not_grow_memory() -> None:
+    ping = client_frame(PING, b"x" * 100)
+    wire = ping * 3001
+    half = len(ping) // 2
+    ours = Ours(1 << 16)
+    ours.receive(wire[: len(ping) + half])
+    tracemalloc.start()
+    try:
+        at = len(ping) + half
+        for _ in range(2000):  # each read completes one frame and starts the next
+            ours.receive(wire[at : at + len(ping)])
+            at += len(ping)
+            ours.sent.clear()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 50 * len(ping)  # a few frames' worth, not 2,000 frames' (about 230 KB)

@@ -114,6 +114,9 @@ class ServerWebSocket:
         if self._at == len(buffer):
             self._buffer, self._at = data, 0
         elif isinstance(buffer, bytearray):
+            if self._at:  # drop what was parsed, so a peer that always leaves a frame half
+                del buffer[: self._at]  # sent does not grow the buffer for ever
+                self._at = 0
             buffer += data
         else:
             self._buffer = bytearray(buffer[self._at :]) + data
