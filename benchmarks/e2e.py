@@ -1,7 +1,8 @@
 """End to end through the public interfaces: omflow beside nginx + nchan, the same load.
 
 Users reach omflow as partners POSTing to the ingest endpoint and clients reading the
-WebSocket. This benchmark does exactly that to two servers, one after the other, in one run:
+WebSocket. This benchmark does exactly that to two servers in one run, each phase on one and
+then at once on the other:
 
 * ``omflow serve`` as a user starts it (``--feed none``, keys made with ``omflow keys create``,
   every other setting its default), pinned to the server core;
@@ -25,7 +26,8 @@ Phases, each on both servers (``--phases``):
 * ``steady``: 1,000 publishes/s x 100 subscribers (1,000 connections): latency percentiles;
 * ``steady5k``: the same 100k deliveries/s at 5,000 connections (50 contests x 100).
 
-``--runs`` repeats the whole (both servers each time); every ratio is taken within one run.
+``--runs`` repeats the whole (both servers each time); every ratio is taken within one run,
+from two figures measured back to back.
 Tables go to stderr; the last line on stdout is one JSON object with every run's figures,
 the ratios and, per goal of issue 15, in how many runs it was met.
 
@@ -387,21 +389,26 @@ def finish_profile(
 
 
 def one_run(args: argparse.Namespace, load: Path, number: int) -> dict[str, dict[str, Any]]:
-    figures: dict[str, dict[str, Any]] = {}
-    for name in args.servers:
-        server = (start_omflow if name == "omflow" else start_nchan)(args)
-        figures[name] = {}
-        try:
-            for phase_name in args.phases:
-                phase = PHASES[phase_name]
-                if phase.batch > 1 and name != "omflow":
+    """Each phase on each server back to back: the VM's speed drifts over minutes, and a ratio
+    of two figures taken seconds apart is worth more than one of figures minutes apart. Both
+    servers stay up on the server core for the whole run; the one not under load is idle."""
+    figures: dict[str, dict[str, Any]] = {name: {} for name in args.servers}
+    servers: list[Server] = []
+    try:
+        for name in args.servers:
+            servers.append((start_omflow if name == "omflow" else start_nchan)(args))
+        for phase_name in args.phases:
+            phase = PHASES[phase_name]
+            for server in servers:
+                if phase.batch > 1 and server.name != "omflow":
                     continue  # nchan has no batch publish
                 result = run_phase(args, load, server, phase)
-                figures[name][phase_name] = result
-                say(f"run {number} {name:>6} {phase_name:<9}{describe(phase_name, result)}")
+                figures[server.name][phase_name] = result
+                say(f"run {number} {server.name:>6} {phase_name:<9}{describe(phase_name, result)}")
                 if server.process.poll() is not None:
-                    raise RuntimeError(f"{name} exited during {phase_name}")
-        finally:
+                    raise RuntimeError(f"{server.name} exited during {phase_name}")
+    finally:
+        for server in servers:
             server.stop()
     return figures
 
