@@ -1,10 +1,13 @@
-"""Fuzzing the real HTTP server: arbitrary request lines, query strings, headers and bodies.
+"""Fuzzing the real HTTP server: arbitrary request lines, query strings, headers and bodies,
+and arbitrary bytes and frames on an open WebSocket.
 
 One omflow server runs for the module on its own loop in a thread; each example is a real TCP
 connection from a plain socket. Whatever arrives, the answer is an HTTP response with a status
 other than 500 (or a plain close for bytes that are no HTTP at all), nothing raises past the
 boundary (the server's loop reports no exception, no handler logs an error), and the server
-keeps serving.
+keeps serving. On the stream, whatever the client sends after a valid handshake, every frame
+the server sends is well-formed, text frames are whole JSON messages, and a close frame carries
+a code a server may send.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pytest
 import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.core.test_websocket import frames
 
 from omflow.core.keys import parse_scopes
 from omflow.keystore.sqlite import SqliteKeyStore
@@ -255,3 +259,78 @@ def test_near_valid_ingest_bodies(
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
     check(running, exchange(running.port, request), {200, 400})
+
+
+# --- the stream endpoint: arbitrary WebSocket input after a valid handshake --------------------
+
+#: Close codes the server may send: its own refusals, and any code a client may send (echoed).
+SERVER_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split what the server sent after its 101 into frames, checking each is well-formed:
+    unmasked, unfragmented, no reserved bits, control frames within 125 bytes."""
+    frames = []
+    at = 0
+    while at < len(data):
+        assert len(data) - at >= 2, data[at:]
+        head, second = data[at], data[at + 1]
+        assert head & 0xF0 == 0x80, hex(head)  # FIN, no RSV bits
+        assert not second & 0x80  # servers never mask
+        length, at = second & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        opcode = head & 0x0F
+        assert opcode in (0x1, 0x8, 0x9, 0xA), opcode
+        if opcode >= 0x8:
+            assert length <= 125
+        assert at + length <= len(data), "a frame was cut short"
+        frames.append((opcode, data[at : at + length]))
+        at += length
+    return frames
+
+
+def websocket_exchange(running: Running, wire: bytes) -> list[tuple[int, bytes]]:
+    handshake = (
+        b"GET /flow/v1/stream?api_key=" + running.secret.encode() + b" HTTP/1.1\r\n"
+        b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    answer = exchange(running.port, handshake + wire)
+    head, sep, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), answer[:300]
+    assert sep
+    return server_frames(rest)
+
+
+def check_stream(running: Running, frames: list[tuple[int, bytes]]) -> None:
+    assert frames
+    assert frames[0][0] == 0x1  # the "connected" greeting first
+    assert json.loads(frames[0][1])["type"] == "connected"
+    for opcode, payload in frames:
+        if opcode == 0x1:
+            json.loads(payload)  # every text frame is a whole JSON message
+    closes = [payload for opcode, payload in frames if opcode == 0x8]
+    assert len(closes) <= 1
+    if closes and closes[0]:
+        code = int.from_bytes(closes[0][:2], "big")
+        assert code in SERVER_CLOSE_CODES or 3000 <= code < 5000, code
+        closes[0][2:].decode()  # the reason is UTF-8
+    assert running.problems == []
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_on_an_open_websocket(running: Running, wire: bytes) -> None:
+    check_stream(running, websocket_exchange(running, wire))
+    serves(running)
+
+
+@FUZZ
+@given(st.lists(frames(), max_size=8))
+def test_arbitrary_client_frames(running: Running, stream: list[list[bytes]]) -> None:
+    wire = b"".join(frame for group in stream for frame in group)
+    check_stream(running, websocket_exchange(running, wire))
+    serves(running)
