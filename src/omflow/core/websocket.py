@@ -43,12 +43,10 @@ CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 _OPCODES = frozenset({CONT, TEXT, BINARY, CLOSE, PING, PONG})
 
 # Close codes (RFC 6455 §7.4.1).
-NORMAL_CLOSURE = 1000
 PROTOCOL_ERROR = 1002
 UNSUPPORTED_DATA = 1003
 ABNORMAL_CLOSURE = 1006  # never on the wire: the connection ended without a close frame
 INVALID_DATA = 1007
-POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 #: Codes a peer may send: the defined ones that are not reserved for local use, and 3000-4999.
 _SENDABLE = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
