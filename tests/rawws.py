@@ -1,4 +1,5 @@
-"""A deliberately minimal WebSocket client over a raw socket, for misbehaving-client tests.
+"""A deliberately minimal WebSocket client over a raw socket, for misbehaving-client tests,
+and the raw frames such tests send and read.
 
 Well-behaved client libraries answer pings and read eagerly; these tests need a client that
 does neither, so this one does only what each test asks.
@@ -13,6 +14,51 @@ import socket
 import struct
 
 import orjson
+
+
+def client_frame(
+    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked: bool = True
+) -> bytes:
+    """One frame as a client sends it: masked (unless a test breaks that rule); ``rsv`` sets
+    the reserved bits (0-7)."""
+    head = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 1 << 16:
+        head += bytes([bit | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack("!Q", n)
+    if not masked:
+        return head + payload
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split what a server sent into (opcode, payload) frames, checking each is well-formed:
+    unmasked, unfragmented, no reserved bits, control frames within 125 bytes, none cut short."""
+    frames = []
+    at = 0
+    while at < len(data):
+        assert len(data) - at >= 2, data[at:]
+        head, second = data[at], data[at + 1]
+        assert head & 0xF0 == 0x80, hex(head)  # FIN, no RSV bits
+        assert not second & 0x80  # servers never mask
+        length, at = second & 0x7F, at + 2
+        if length == 126:
+            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
+        elif length == 127:
+            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
+        opcode = head & 0x0F
+        assert opcode in (0x1, 0x8, 0x9, 0xA), opcode
+        if opcode >= 0x8:
+            assert length <= 125
+        assert at + length <= len(data), "a frame was cut short"
+        frames.append((opcode, data[at : at + length]))
+        at += length
+    return frames
 
 
 class RawClient:
@@ -46,17 +92,7 @@ class RawClient:
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
         """One masked frame; ``rsv`` sets the reserved bits (0-7), for protocol-error tests."""
-        mask = os.urandom(4)
-        head = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
-        n = len(payload)
-        if n < 126:
-            head += bytes([0x80 | n])
-        elif n < 1 << 16:
-            head += bytes([0x80 | 126]) + struct.pack("!H", n)
-        else:
-            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(head + mask + masked)
+        self.writer.write(client_frame(opcode, payload, fin=fin, rsv=rsv))
 
     def send_json(self, message: object) -> None:
         self.send_frame(0x1, orjson.dumps(message))

@@ -13,13 +13,13 @@ moment and agree on whether a pong is awaited.
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import tracemalloc
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.rawws import client_frame, server_frames
 from websockets.frames import Frame, Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
@@ -28,25 +28,6 @@ from omflow.core.websocket import CLOSED, CLOSING, OPEN, ServerWebSocket, close_
 
 PROPERTY = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONT, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-
-
-def client_frame(
-    opcode: int, payload: bytes, fin: bool = True, rsv: int = 0, masked: bool = True
-) -> bytes:
-    """One frame as a client sends it: masked (unless a test breaks that rule)."""
-    head = bytes([(0x80 if fin else 0) | (rsv & 7) << 4 | opcode])
-    n = len(payload)
-    bit = 0x80 if masked else 0
-    if n < 126:
-        head += bytes([bit | n])
-    elif n < 1 << 16:
-        head += bytes([bit | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([bit | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 class Reference:
@@ -143,13 +124,9 @@ class Ours:
 
 def comparable(frames: list[bytes]) -> list[tuple[int, bytes]]:
     """Server frames as (opcode, payload); a close frame's payload cut to its code."""
-    out = []
-    for frame in frames:
-        opcode, n = frame[0] & 0x0F, frame[1] & 0x7F
-        assert n < 126  # control frames only: the reader never sends data frames
-        payload = frame[2 : 2 + n]
-        out.append((opcode, payload[:2] if opcode == CLOSE else payload))
-    return out
+    parsed = server_frames(b"".join(frames))
+    assert all(opcode >= CLOSE for opcode, _ in parsed)  # the reader sends control frames only
+    return [(opcode, payload[:2] if opcode == CLOSE else payload) for opcode, payload in parsed]
 
 
 def assert_agree(reference: Reference, ours: Ours) -> None:

@@ -28,6 +28,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.core.test_websocket import frames
+from tests.rawws import server_frames
 
 from omflow.core.keys import parse_scopes
 from omflow.keystore.sqlite import SqliteKeyStore
@@ -265,31 +266,6 @@ def test_near_valid_ingest_bodies(
 
 #: Close codes the server may send: its own refusals, and any code a client may send (echoed).
 SERVER_CLOSE_CODES = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-
-
-def server_frames(data: bytes) -> list[tuple[int, bytes]]:
-    """Split what the server sent after its 101 into frames, checking each is well-formed:
-    unmasked, unfragmented, no reserved bits, control frames within 125 bytes."""
-    frames = []
-    at = 0
-    while at < len(data):
-        assert len(data) - at >= 2, data[at:]
-        head, second = data[at], data[at + 1]
-        assert head & 0xF0 == 0x80, hex(head)  # FIN, no RSV bits
-        assert not second & 0x80  # servers never mask
-        length, at = second & 0x7F, at + 2
-        if length == 126:
-            length, at = int.from_bytes(data[at : at + 2], "big"), at + 2
-        elif length == 127:
-            length, at = int.from_bytes(data[at : at + 8], "big"), at + 8
-        opcode = head & 0x0F
-        assert opcode in (0x1, 0x8, 0x9, 0xA), opcode
-        if opcode >= 0x8:
-            assert length <= 125
-        assert at + length <= len(data), "a frame was cut short"
-        frames.append((opcode, data[at : at + length]))
-        at += length
-    return frames
 
 
 def websocket_exchange(running: Running, wire: bytes) -> list[tuple[int, bytes]]:
