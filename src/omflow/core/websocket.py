@@ -270,10 +270,7 @@ class ServerWebSocket:
             raise _Fail(PROTOCOL_ERROR, "close frame too short")
         if payload:
             code = int.from_bytes(payload[:2], "big")
-            try:
-                payload[2:].decode()
-            except UnicodeDecodeError as error:
-                raise _Fail(INVALID_DATA, f"invalid UTF-8 at position {error.start}") from None
+            _text(payload[2:])  # the reason
             if not (code in _SENDABLE or 3000 <= code < 5000):
                 raise _Fail(PROTOCOL_ERROR, "invalid status code")
         if self._fragments is not None:
@@ -291,6 +288,7 @@ def unmask(data: bytes | bytearray, mask: bytes | bytearray) -> bytes:
 
 
 def _text(message: bytes) -> bytes:
+    """``message``, once it is known to be UTF-8 (1007 otherwise)."""
     try:
         message.decode()
     except UnicodeDecodeError as error:
