@@ -167,6 +167,21 @@ class Pacer:
 # --- processes ------------------------------------------------------------------------------
 
 
+def client_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """A masked client frame (RFC 6455 §5.3)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    mask = os.urandom(4)
+    if not n:
+        return header + mask
+    stream = (mask * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+    return header + mask + masked
+
+
 def pin_to_cpu(cpu: int | None) -> bool:
     """Run this process on one core only; False where the platform does not allow it."""
     if cpu is None or not hasattr(os, "sched_setaffinity"):

@@ -45,6 +45,7 @@ import uvloop
 from benchlib import (
     AVAILABLE_BASE,
     STAMP,
+    client_frame,
     contest_id,
     cpu_seconds,
     now_us,
@@ -63,21 +64,6 @@ LINGER_RESET = struct.pack("ii", 1, 0)
 COUNT_LOWAT = 16 * 1024
 CONNECT_TIMEOUT_S = 30.0
 SUBSCRIBE_TIMEOUT_S = 60.0
-
-
-def client_frame(payload: bytes, opcode: int = 1) -> bytes:
-    """A masked client frame (RFC 6455 §5.3)."""
-    n = len(payload)
-    if n < 126:
-        header = bytes((0x80 | opcode, 0x80 | n))
-    else:
-        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
-    mask = os.urandom(4)
-    if not n:
-        return header + mask
-    stream = (mask * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-    return header + mask + masked
 
 
 class Swarm:

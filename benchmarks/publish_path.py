@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 import uvloop
-from benchlib import pin_to_cpu
+from benchlib import client_frame, pin_to_cpu
 from fanout import machine
 
 from omflow.core.keys import parse_scopes
@@ -92,13 +92,6 @@ class NullTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         return 0
-
-
-def client_text(payload: bytes) -> bytes:
-    """A masked text frame (the zero mask: the bytes are the payload)."""
-    n = len(payload)
-    head = bytes((0x81, 0x80 | n)) if n < 126 else bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
-    return head + b"\0\0\0\0" + payload
 
 
 def contest(index: int) -> str:
@@ -168,7 +161,7 @@ async def passes(
             "contest_ids": [contest(i % args.contests)],
         }
         stream = transport.get_protocol()
-        stream.data_received(client_text(orjson.dumps(subscribe)))  # type: ignore[attr-defined]
+        stream.data_received(client_frame(orjson.dumps(subscribe)))  # type: ignore[attr-defined]
         streams.append(transport)
     await turns(20)
     if app.gateway.subscription_count() != args.connections:

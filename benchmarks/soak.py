@@ -47,6 +47,7 @@ from typing import Any
 import orjson
 import uvloop
 from benchlib import (
+    client_frame,
     free_port,
     metrics_page,
     pin_to_cpu,
@@ -110,17 +111,6 @@ class Tally:
 # --- a stream client -------------------------------------------------------------------------
 
 
-def masked_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    else:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
 class StreamClient(asyncio.Protocol):
     """A reading client that checks ``seq`` per contest and measures latency."""
 
@@ -174,7 +164,7 @@ class StreamClient(asyncio.Protocol):
             if opcode == 0x1:
                 self._message(orjson.loads(payload), now)
             elif opcode == 0x9 and self.transport is not None:
-                self.transport.write(masked_frame(payload, 0xA))  # answer the server's ping
+                self.transport.write(client_frame(payload, 0xA))  # answer the server's ping
             elif opcode == 0x8:
                 code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
                 if not self.closed.done():
@@ -207,7 +197,7 @@ class StreamClient(asyncio.Protocol):
         elif kind == "connected":
             self.epoch = message.get("epoch", "")
             assert self.transport is not None
-            self.transport.write(masked_frame(self.subscribe_message()))
+            self.transport.write(client_frame(self.subscribe_message()))
         elif kind == "subscribed":
             if not self.ready.done():
                 self.ready.set_result(True)
@@ -239,7 +229,7 @@ class StreamClient(asyncio.Protocol):
         """Close on purpose (a reconnect or the end of the run)."""
         self.leaving = True
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(masked_frame(struct.pack("!H", 1000), 0x8))
+            self.transport.write(client_frame(struct.pack("!H", 1000), 0x8))
             self.transport.close()
 
 
@@ -412,7 +402,7 @@ class Soak:
         while b"\r\n\r\n" not in head:
             head += await loop.sock_recv(sock, 4096)
         message = {"action": "subscribe", "channel": "liquidity", "contest_ids": contest_ids}
-        await loop.sock_sendall(sock, masked_frame(orjson.dumps(message)))
+        await loop.sock_sendall(sock, client_frame(orjson.dumps(message)))
         return sock  # and never read again
 
     # sampling --------------------------------------------------------------------------------
