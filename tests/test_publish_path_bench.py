@@ -18,18 +18,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("contests", [10, 5])
-def test_a_short_pass_prints_its_figures(contests: int) -> None:
-    done = subprocess.run(
+def run_bench(*args: str) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/publish_path.py`` with ``args``, a single short pass on any core."""
+    return subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "publish_path.py"),
-            "--connections",
-            "50",
-            "--contests",
-            str(contests),
-            "--publishes",
-            "300",
+            *args,
             "--repeat",
             "1",
             "--cpu",
@@ -40,6 +35,11 @@ def test_a_short_pass_prints_its_figures(contests: int) -> None:
         timeout=120,
         check=False,
     )
+
+
+@pytest.mark.parametrize("contests", [10, 5])
+def test_a_short_pass_prints_its_figures(contests: int) -> None:
+    done = run_bench("--connections", "50", "--contests", str(contests), "--publishes", "300")
     assert done.returncode == 0, done.stderr[-2000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     assert figures["publishes"] == 300
@@ -54,27 +54,8 @@ def test_a_short_pass_prints_its_figures(contests: int) -> None:
 
 def test_a_refused_publish_stops_the_benchmark() -> None:
     """Figures of refused publishes would measure the error path: the run fails instead."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "publish_path.py"),
-            "--connections",
-            "10",
-            "--contests",
-            "10",
-            "--publishes",
-            "5",
-            "--repeat",
-            "1",
-            "--cpu",
-            "-1",
-            "--entry-price",
-            "7",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_bench(
+        "--connections", "10", "--contests", "10", "--publishes", "5", "--entry-price", "7"
     )
     assert done.returncode != 0
     assert "was not answered 200" in done.stderr
